@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make demo` and `make test` (both install into .venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.srprune-installed
+OUT := out
+
+.PHONY: install demo test lint clean
+
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	$(VENV)/bin/srprune info drn-s --scale 4
+	$(VENV)/bin/srprune compress drn-s --scale 4 --ratio 0.5 --criterion l1 \
+		--strategy uniform --out $(OUT)/demo-drn-s-x4-l1-50.srp --force
+	$(VENV)/bin/srprune bench drn-s $(OUT)/demo-drn-s-x4-l1-50.srp --scale 4 --runs 5 --warmup 1
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis

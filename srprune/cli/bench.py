@@ -1,0 +1,103 @@
+"""``srprune bench``: ONNX Runtime CPU latency of several models, side by side."""
+
+from __future__ import annotations
+
+import click
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from srprune.cli.common import (
+    console,
+    err_console,
+    fmt_count,
+    input_size_option,
+    json_option,
+    load_model_arg,
+    print_json,
+    scale_option,
+)
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL_OR_FILE...")
+@scale_option
+@input_size_option()
+@click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ONNX Runtime intra-op threads (and torch threads with --torch).")
+@click.option("--runs", "-n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Timed runs per model.")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Untimed warm-up runs per model.")
+@click.option("--torch", "with_torch", is_flag=True, help="Also time torch eager.")
+@click.option("--roofline", is_flag=True,
+              help="Measure SGEMM GFLOP/s (1 and all threads) and report efficiency.")
+@click.option("--onnx-out", type=click.Path(file_okay=False), default=None,
+              help="Keep the ONNX files in this folder (default: a temporary folder).")
+@click.option("--force", is_flag=True, help="Overwrite existing files in --onnx-out.")
+@json_option
+def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, int],
+            threads: int, runs: int, warmup: int, with_torch: bool, roofline: bool,
+            onnx_out: str | None, force: bool, as_json: bool) -> None:
+    """Export MODEL_OR_FILE... to ONNX, check parity and time them on ONNX Runtime CPU.
+
+    Models run interleaved (A B A B ...) on one random input; speed-ups are relative to the
+    first model. Each argument is a registered model name or an srprune artifact file.
+    """
+    from srprune.latency import add_roofline, bench_steps, benchmark
+    from srprune.roofline import available_cpus, measure_roofline
+
+    loaded = [(spec, load_model_arg(spec, scale)) for spec in models]
+    progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err_console, transient=True)
+    with progress:
+        task = progress.add_task("loading", total=bench_steps(len(loaded), runs, warmup,
+                                                               with_torch))
+        records = benchmark(
+            loaded, input_size, threads=threads, runs=runs, warmup=warmup, onnx_dir=onnx_out,
+            force=force, with_torch=with_torch,
+            on_step=lambda desc: progress.update(task, advance=1, description=desc),
+        )
+        if roofline:
+            progress.update(task, description="SGEMM roofline")
+            add_roofline(records, measure_roofline(sorted({1, threads, available_cpus()})))
+    if as_json:
+        print_json([rec.as_dict() for rec in records])
+        return
+    _print_table(records, with_torch, roofline)
+
+
+def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
+    first = records[0]
+    h, w = first.input_size
+    headers = ["model", "params", "MACs", "median ms", "p10-p90 ms", "speed-up", "GFLOP/s"]
+    headers += ["eff."] if roofline else []
+    headers += ["torch ms", "torch speed-up"] if with_torch else []
+    rows = []
+    for rec in records:
+        lat = rec.latency
+        row = [rec.model, fmt_count(rec.params), fmt_count(rec.macs), f"{lat.median:.2f}",
+               f"{lat.p10:.1f}-{lat.p90:.1f}", f"{rec.speedup:.2f}x", f"{rec.gflops:.1f}"]
+        if roofline:
+            row.append(f"{rec.roofline['efficiency']:.1%}")
+        if with_torch:
+            row += [f"{rec.torch_latency.median:.2f}", f"{rec.torch_speedup:.2f}x"]
+        rows.append(row)
+    table = Table(title=f"ONNX Runtime CPU, {first.threads} thread(s), {h}x{w} LR, "
+                        f"{first.runs} runs", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    # a narrow terminal (or a pipe, 80 columns) would cut the last columns: widen instead
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    (console if needed <= console.width else Console(width=needed)).print(table)
+    worst = max(rec.parity_max_abs_diff for rec in records)
+    note = (f"opset {first.opset} ({first.exporter} exporter); max |torch - ORT| {worst:.2g} "
+            f"on 0..255; MACs = conv/linear multiply-accumulates")
+    if roofline:
+        sgemm = ", ".join(f"{t} thr {g:.0f}" for t, g in first.roofline["sgemm_gflops"].items())
+        note += f"; SGEMM GFLOP/s: {sgemm}"
+    console.print(note)

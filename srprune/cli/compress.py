@@ -1,0 +1,114 @@
+"""``srprune compress``: prune a model and write a loadable artifact with its report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from srprune.cli.common import (
+    console,
+    err_console,
+    fmt_count,
+    json_option,
+    load_model_arg,
+    parse_options,
+    print_json,
+    scale_option,
+)
+
+
+@click.command("compress")
+@click.argument("model")
+@scale_option
+@click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load first.")
+@click.option("--ratio", type=float, default=None,
+              help="Fraction of the primal net's parameters to remove, in [0, 1).")
+@click.option("--criterion", default="l1", show_default=True, help="Channel criterion name.")
+@click.option("--strategy", default="uniform", show_default=True, help="Search strategy name.")
+@click.option("--scope", type=click.Choice(["internal", "all"]), default="internal",
+              show_default=True, help="internal: block-inner channels only; all: trunks too.")
+@click.option("--round-to", type=int, default=1, show_default=True,
+              help="Kept widths are multiples of this (uniform strategy).")
+@click.option("--min-width", type=int, default=1, show_default=True,
+              help="Never keep fewer channels in a unit (uniform strategy).")
+@click.option("--plan", "plan_file", type=click.Path(), default=None,
+              help="Plan file for --strategy from-file (JSON or the authors' text format).")
+@click.option("--data", type=click.Path(), default=None,
+              help="Folder of HR images (or EDSR benchmark layout) for calibration.")
+@click.option("--calib-batches", type=int, default=4, show_default=True)
+@click.option("--calib-batch", type=int, default=8, show_default=True)
+@click.option("--calib-patch", type=int, default=24, show_default=True, help="LR patch size.")
+@click.option("--criterion-opt", multiple=True, metavar="KEY=VALUE",
+              help="Criterion option (repeatable).")
+@click.option("--strategy-opt", multiple=True, metavar="KEY=VALUE",
+              help="Strategy option (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Artifact to write (.srp).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@json_option
+def command(model: str, scale: int | None, weights: str | None, ratio: float | None,
+            criterion: str, strategy: str, scope: str, round_to: int, min_width: int,
+            plan_file: str | None, data: str | None, calib_batches: int, calib_batch: int,
+            calib_patch: int, criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
+            seed: int, out: str, force: bool, as_json: bool) -> None:
+    """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
+    from srprune.api import compress_model
+    from srprune.checkpoint import check_writable
+    from srprune.errors import SrpruneError
+
+    check_writable(out, force)
+    if ratio is None and strategy != "from-file":
+        raise SrpruneError("--ratio is required (except with --strategy from-file)")
+    strategy_options: dict[str, Any] = parse_options(strategy_opt, "--strategy-opt")
+    if strategy == "uniform":
+        strategy_options.setdefault("round_to", round_to)
+        strategy_options.setdefault("min_width", min_width)
+    if plan_file is not None:
+        strategy_options.setdefault("plan", plan_file)
+    sr = load_model_arg(model, scale, weights)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=as_json) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = compress_model(
+            sr, ratio=0.0 if ratio is None else ratio, criterion=criterion, strategy=strategy,
+            scope=scope, data=data, calib_batches=calib_batches, calib_batch=calib_batch,
+            calib_patch=calib_patch, criterion_options=parse_options(criterion_opt,
+                                                                     "--criterion-opt"),
+            strategy_options=strategy_options, seed=seed, out=out, force=force,
+            progress=progress, source=model,
+        )
+    summary = {"model": model, "out": out, **result.summary()}
+    if as_json:
+        print_json(summary)
+        return
+    _print_report(summary)
+
+
+def _print_report(s: dict[str, Any]) -> None:
+    table = Table(title=f"{s['model']} -> {s['out']}  ({s['criterion']}, {s['strategy']}, "
+                        f"scope {s['scope']})")
+    for col in ("", "before", "after", "after/before"):
+        table.add_column(col, justify="right")
+    for label, key in (("params", "params"), ("MACs", "macs"), ("paper MACs", "paper_macs")):
+        b, a = s[f"{key}_before"], s[f"{key}_after"]
+        table.add_row(label, fmt_count(b), fmt_count(a), f"{a / b:.3f}")
+    for label in ("psnr", "ssim"):
+        qb, qa = s.get("quality_before"), s.get("quality_after")
+        if qb and qa:
+            table.add_row(f"{label.upper()} (Y)", f"{qb[label]:.4f}", f"{qa[label]:.4f}",
+                          f"{qa[label] - qb[label]:+.4f}")
+    console.print(table)
+    console.print(f"ratio asked {s['ratio_requested']:.3f}, achieved {s['ratio_achieved']:.3f} "
+                  f"(fraction of primal parameters removed); {s['units']} units; "
+                  f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "
+                  f"time {sum(s['seconds'].values()):.1f} s")

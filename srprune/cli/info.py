@@ -1,0 +1,51 @@
+"""``srprune info``: parameters, MACs and output shapes of a model."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from srprune.cli.common import (
+    check_input_size,
+    console,
+    fmt_count,
+    input_size_option,
+    json_option,
+    load_model_arg,
+    print_json,
+    scale_option,
+)
+
+
+@click.command("info")
+@click.argument("model")
+@scale_option
+@input_size_option()
+@click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
+@click.option("--channels", "channel_config", type=click.Path(), default=None,
+              help="Channel-config file (the authors' text format) for DRN models.")
+@json_option
+def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights: str | None,
+             channel_config: str | None, as_json: bool) -> None:
+    """Parameters, MACs (two conventions) and output shapes of MODEL (name or artifact)."""
+    from srprune.cost import model_cost
+
+    sr = load_model_arg(model, scale, weights, channel_config)
+    size = check_input_size(input_size, sr.scale)
+    cost = model_cost(sr, size)
+    data = {"model": model, "scale": sr.scale, **cost.as_dict(),
+            "dual_params": (sum(p.numel() for p in sr.duals.parameters())
+                            if sr.duals is not None else 0)}
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"{model} x{sr.scale} on a {size[0]}x{size[1]} LR input")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("params (primal)", f"{cost.params:,} ({fmt_count(cost.params)})")
+    table.add_row("params (dual nets)", f"{data['dual_params']:,}")
+    table.add_row("MACs (conv+linear)", f"{cost.macs:,} ({fmt_count(cost.macs)})")
+    table.add_row("paper MACs (+bias adds)", f"{cost.paper_macs:,} ({fmt_count(cost.paper_macs)})")
+    for i, shape in enumerate(cost.outputs):
+        table.add_row(f"output {i}", "x".join(map(str, shape)))
+    console.print(table)

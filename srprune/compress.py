@@ -1,0 +1,169 @@
+"""``srprune.compress``: model + ratio + criterion + strategy -> a physically smaller model.
+
+The ratio is the paper's: the fraction of the primal network's parameters removed (dual nets
+are not counted). The strategy turns it into kept widths per unit, computed to hit it; the
+criterion picks which channels each unit keeps, unit by unit in network order; the graph
+removes them from every coupled layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from srprune.context import PruneContext
+from srprune.cost import Cost, model_cost
+from srprune.errors import SrpruneError
+from srprune.graph import SRGraph
+from srprune.models.srmodel import SRModel
+from srprune.plan import PlanCost, plan_to_json
+from srprune.plugins import CRITERIA, STRATEGIES
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class CompressResult:
+    """The pruned model and the evidence: costs, plan, quality and timings."""
+
+    model: SRModel
+    plan: dict[str, Any]
+    before: Cost
+    after: Cost
+    ratio_requested: float
+    criterion: str
+    strategy: str
+    scope: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    quality_before: dict[str, Any] | None = None
+    quality_after: dict[str, Any] | None = None
+    finetune: dict[str, Any] | None = None
+
+    @property
+    def ratio_achieved(self) -> float:
+        return 1.0 - self.after.params / self.before.params
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        data = {
+            "criterion": self.criterion, "strategy": self.strategy, "scope": self.scope,
+            "ratio_requested": self.ratio_requested,
+            "ratio_achieved": round(self.ratio_achieved, 6),
+            "params_before": self.before.params, "params_after": self.after.params,
+            "macs_before": self.before.macs, "macs_after": self.after.macs,
+            "paper_macs_before": self.before.paper_macs, "paper_macs_after": self.after.paper_macs,
+            "input_size": list(self.before.input_size),
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "units": len(self.plan["units"]),
+        }
+        if self.quality_before is not None:
+            data["quality_before"] = _quality_brief(self.quality_before)
+        if self.quality_after is not None:
+            data["quality_after"] = _quality_brief(self.quality_after)
+        if self.finetune is not None:
+            data["finetune"] = self.finetune
+        return data
+
+
+def _quality_brief(q: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(q[k]), 4) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
+
+
+def check_ratio(ratio: float) -> float:
+    if not 0.0 <= ratio < 1.0:
+        raise SrpruneError(f"ratio {ratio} is outside [0, 1): it is the fraction of parameters "
+                           "to remove")
+    return float(ratio)
+
+
+def make_criterion(name: str, options: dict[str, Any] | None = None) -> Any:
+    cls = CRITERIA.get(name)
+    try:
+        return cls(**(options or {}))
+    except TypeError as exc:
+        raise SrpruneError(f"criterion '{name}': {exc}") from None
+
+
+def make_strategy(name: str, options: dict[str, Any] | None = None) -> Any:
+    cls = STRATEGIES.get(name)
+    try:
+        return cls(**(options or {}))
+    except TypeError as exc:
+        raise SrpruneError(f"strategy '{name}': {exc}") from None
+
+
+def compress(
+    model: SRModel,
+    ratio: float,
+    criterion: str = "l1",
+    strategy: str = "uniform",
+    scope: str = "internal",
+    batches: list | None = None,
+    criterion_options: dict[str, Any] | None = None,
+    strategy_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    input_size: tuple[int, int] = (96, 96),
+    protect: tuple[str, ...] = (),
+    options: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+) -> CompressResult:
+    """Prune ``model`` in place and return the result (see module docstring).
+
+    ``batches`` are calibration batches ``(LR pyramid, HR)`` for data-driven criteria and
+    strategies; ``options`` holds run-wide settings (e.g. ``dual_weight``) seen by plugins.
+    """
+    ratio = check_ratio(ratio)
+    crit = make_criterion(criterion, criterion_options)
+    strat = make_strategy(strategy, strategy_options)
+    torch.manual_seed(seed)
+    model.to(device).eval()
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    before = model_cost(model, input_size)
+    original = copy.deepcopy(model).eval()
+    for p in list(original.net.parameters()) + (
+            list(original.duals.parameters()) if original.duals is not None else []):
+        p.requires_grad_(False)
+    graph = SRGraph(model.net, model.scale, protect=protect)
+    units = graph.units(scope)
+    if not units:
+        raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")
+    ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches or []),
+                       device=device, seed=seed, options=dict(options or {}))
+    for needs, who in ((crit.needs_data, f"criterion '{criterion}'"),
+                       (strat.needs_data, f"strategy '{strategy}'")):
+        if needs:
+            ctx.require_data(who)
+    cost = PlanCost(graph, input_size)
+    seconds["graph"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    keep = strat.plan(units, ratio, ctx, cost)
+    seconds["search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for done, unit in enumerate(units):
+        n_keep = keep.get(unit.name, unit.width)
+        if n_keep < unit.width:
+            kept = crit.select(unit, n_keep, ctx)
+            if len(set(kept)) != n_keep:
+                raise SrpruneError(f"criterion '{criterion}' kept {len(set(kept))} channels of "
+                                   f"{unit.name}, {n_keep} were asked")
+            graph.prune(unit, kept)
+        if progress is not None:
+            progress("prune", done + 1, len(units))
+    graph.verify_output()
+    seconds["prune"] = time.perf_counter() - t0
+
+    plan = plan_to_json(units, keep)
+    model.plan = plan
+    after = model_cost(model, input_size)
+    return CompressResult(model=model, plan=plan, before=before, after=after,
+                          ratio_requested=ratio, criterion=criterion, strategy=strategy,
+                          scope=scope, seconds=seconds)

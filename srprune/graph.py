@@ -1,0 +1,380 @@
+"""The SR-correct dependency graph: the only module that talks to Torch-Pruning.
+
+Torch-Pruning 1.6 treats ``nn.PixelShuffle`` as channel preserving; here it is a layer of its
+own whose output channel ``c`` comes from the ``r^2`` producer channels ``c*r^2 .. c*r^2+r^2-1``
+(index mappings ``k -> k // r^2`` de-duplicated, and ``c -> c*r^2 + t``). Image-space convs
+(those producing the colour channels) are protected automatically.
+
+A :class:`PruningUnit` is one coupled channel set: the producer layers whose outputs and the
+consumer layers whose inputs must shrink together. Its ``width`` counts *selectable* channels:
+for a unit feeding a PixelShuffle(r) one selectable channel is a block of ``group_size = r^2``
+producer channels. After every prune every layer's weights are checked against its channel
+attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import _helpers
+from torch_pruning.dependency import index_mapping as tp_index_mapping
+
+from srprune.errors import SrpruneError
+
+SCOPES = ("internal", "all")
+_CHANNEL_ATTR = "_srprune_out_channels"
+
+
+# ----------------------------------------------------------------- PixelShuffle support
+
+
+class PixelShufflePruner(tp.pruner.BasePruningFunc):
+    """Torch-Pruning handler for ``nn.PixelShuffle`` in its *output*-channel coordinates."""
+
+    TARGET_MODULES = (nn.PixelShuffle,)
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        setattr(layer, _CHANNEL_ATTR, getattr(layer, _CHANNEL_ATTR) - len(set(idxs)))
+        return layer
+
+    prune_in_channels = prune_out_channels  # channels pass through: intra-layer coupling
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return getattr(layer, _CHANNEL_ATTR)
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return getattr(layer, _CHANNEL_ATTR)
+
+
+class _ToShuffled:
+    """Producer channel k -> shuffled channel k // r^2 (one index per shuffled channel)."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+    def __call__(self, idxs: list) -> list:
+        seen: dict[int, _helpers._HybridIndex] = {}
+        for i in idxs:
+            seen.setdefault(i.idx // self.block,
+                            _helpers._HybridIndex(idx=i.idx // self.block, root_idx=i.root_idx))
+        return list(seen.values())
+
+
+class _FromShuffled:
+    """Shuffled channel c -> producer channels c*r^2 .. c*r^2 + r^2 - 1."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+    def __call__(self, idxs: list) -> list:
+        return [_helpers._HybridIndex(idx=i.idx * self.block + t, root_idx=i.root_idx)
+                for i in idxs for t in range(self.block)]
+
+
+_original_update = tp_index_mapping.update_index_mapping
+
+
+def _update_index_mapping(graph: tp.DependencyGraph) -> None:
+    _original_update(graph)
+    for module, node in graph.module2node.items():
+        if not isinstance(module, nn.PixelShuffle):
+            continue
+        block = module.upscale_factor**2
+        for producer in node.inputs:
+            for dep in producer.dependencies:
+                if dep.target is node:
+                    dep.index_mapping[0] = _ToShuffled(block)
+            for dep in node.dependencies:
+                if dep.target is producer:
+                    dep.index_mapping[0] = _FromShuffled(block)
+
+
+def _install_pixel_shuffle_fix() -> None:
+    """Patch Torch-Pruning's index-mapping update (idempotent, process-wide)."""
+    if tp_index_mapping.update_index_mapping is not _update_index_mapping:
+        tp_index_mapping.update_index_mapping = _update_index_mapping
+
+
+# ----------------------------------------------------------------- units
+
+
+@dataclass
+class Member:
+    """One layer dimension inside a unit: ``index[j]`` lists its channels for unit channel j."""
+
+    name: str
+    module: nn.Module
+    dim: str  # "out" (channels the layer produces) or "in" (channels it reads)
+    index: torch.Tensor  # LongTensor (width, m)
+
+    @property
+    def per_channel(self) -> int:
+        return int(self.index.shape[1])
+
+
+@dataclass
+class PruningUnit:
+    """A coupled channel set, in network order, as criteria and strategies see it."""
+
+    uid: int
+    name: str  # the root producer layer's name
+    kind: str  # "internal", "trunk" or "attention"
+    group_size: int
+    width: int
+    original_width: int
+    producers: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+    _graph: SRGraph | None = field(default=None, repr=False, compare=False)
+
+    def members(self) -> list[Member]:
+        """Current member layers and their channel indices (recomputed from the graph)."""
+        assert self._graph is not None
+        return self._graph.members(self)
+
+    def consumer_modules(self) -> list[tuple[str, nn.Module, torch.Tensor]]:
+        """(name, module, index) of the convs/linears that read this unit's channels."""
+        return [(m.name, m.module, m.index) for m in self.members()
+                if m.dim == "in" and isinstance(m.module, (nn.Conv2d, nn.Linear))]
+
+    def producer_modules(self) -> list[tuple[str, nn.Module, torch.Tensor]]:
+        """(name, module, index) of the convs/linears that write this unit's channels."""
+        return [(m.name, m.module, m.index) for m in self.members()
+                if m.dim == "out" and isinstance(m.module, (nn.Conv2d, nn.Linear))]
+
+    def as_dict(self) -> dict:
+        return {"uid": self.uid, "name": self.name, "kind": self.kind,
+                "group_size": self.group_size, "width": self.width,
+                "original_width": self.original_width, "producers": self.producers,
+                "consumers": self.consumers}
+
+
+# ----------------------------------------------------------------- the graph
+
+
+def _output_transform(out: object) -> torch.Tensor:
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return sum(o.sum() for o in outs)
+
+
+def _final(out: object) -> torch.Tensor:
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
+class SRGraph:
+    """Torch-Pruning dependency graph of an SR net with SR-specific rules."""
+
+    def __init__(self, net: nn.Module, scale: int, example_size: tuple[int, int] = (16, 16),
+                 protect: Sequence[str] = (), n_colors: int = 3) -> None:
+        _install_pixel_shuffle_fix()
+        self.net, self.scale, self.n_colors = net, scale, n_colors
+        device = next(net.parameters()).device
+        self.example = torch.rand(1, n_colors, *example_size, device=device) * 255
+        self.names = {m: n for n, m in net.named_modules()}
+        self._order: list[nn.Module] = []
+        self._spatial: dict[nn.Module, list[tuple[int, int]]] = {}
+        self._probe()
+        self.protected = self._protected_layers(protect)
+        was_training = net.training
+        try:
+            self.dg = tp.DependencyGraph().build_dependency(
+                net, self.example, output_transform=_output_transform,
+                customized_pruners={nn.PixelShuffle: PixelShufflePruner()}, verbose=False,
+            )
+        except Exception as exc:  # Torch-Pruning raises many kinds on unsupported graphs
+            raise SrpruneError(f"the dependency graph cannot trace this model: {exc}") from None
+        finally:
+            net.train(was_training)
+        self._units: list[PruningUnit] | None = None
+
+    # -- inspection --------------------------------------------------------------
+
+    def _probe(self) -> None:
+        """One forward pass: execution order, spatial sizes, PixelShuffle widths, SR check."""
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if module not in self._spatial:
+                self._order.append(module)
+                self._spatial[module] = []
+            if isinstance(module, nn.PixelShuffle):
+                setattr(module, _CHANNEL_ATTR, output.shape[1])
+            if output.dim() == 4:
+                self._spatial[module].append((output.shape[2], output.shape[3]))
+            else:
+                self._spatial[module].append((1, 1))
+
+        handles = [m.register_forward_hook(hook) for m in self.net.modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear, nn.PixelShuffle))]
+        try:
+            with torch.no_grad():
+                out = _final(self.net(self.example))
+        except Exception as exc:
+            raise SrpruneError(f"the model fails on a {tuple(self.example.shape)} input: "
+                               f"{exc}") from None
+        finally:
+            for h in handles:
+                h.remove()
+        if any(isinstance(m, nn.PixelShuffle) for m in self.net.modules()) and not any(
+                isinstance(m, nn.PixelShuffle) for m in self._order):
+            raise SrpruneError("model defines a PixelShuffle it never calls")
+        h, w = self.example.shape[2:]
+        expected = (self.example.shape[0], self.n_colors, h * self.scale, w * self.scale)
+        if tuple(out.shape) != expected:
+            raise SrpruneError(
+                f"not an x{self.scale} SR model: a {h}x{w} input gave output "
+                f"{tuple(out.shape)}, expected {expected}"
+            )
+
+    def _protected_layers(self, protect: Sequence[str]) -> list[nn.Module]:
+        """Image-space convs (colour-channel outputs) plus the user's named layers."""
+        modules = dict(self.net.named_modules())
+        unknown = [n for n in protect if n not in modules]
+        if unknown:
+            raise SrpruneError(f"cannot protect unknown layer '{unknown[0]}'")
+        protected = [m for m in self._order
+                     if isinstance(m, nn.Conv2d) and m.out_channels == self.n_colors]
+        protected += [m for m in self._order
+                      if isinstance(m, nn.Linear) and m.out_features == self.n_colors]
+        for name in protect:
+            protected.extend(modules[name].modules())
+        return protected
+
+    def units(self, scope: str = "internal") -> list[PruningUnit]:
+        """Prunable units in network order; ``internal`` keeps trunks and attention fixed."""
+        if scope not in SCOPES:
+            raise SrpruneError(f"unknown scope '{scope}'; use one of {', '.join(SCOPES)}")
+        if self._units is None:
+            self._units = self._discover()
+        if scope == "all":
+            return [u for u in self._units if u.kind != "attention"]
+        return [u for u in self._units if u.kind == "internal"]
+
+    def all_units(self) -> list[PruningUnit]:
+        """Every unit, attention squeezes included (used for exact cost prediction)."""
+        if self._units is None:
+            self._units = self._discover()
+        return list(self._units)
+
+    def _discover(self) -> list[PruningUnit]:
+        units = []
+        for group in self.dg.get_all_groups(ignored_layers=self.protected,
+                                             root_module_types=(nn.Conv2d, nn.Linear)):
+            root = group[0].dep.target.module
+            width, block = self._width_and_block(group)
+            unit = PruningUnit(uid=-1, name=self.names[root], kind="", group_size=block,
+                               width=width, original_width=width, _graph=self)
+            members = self._members_of(group, block)
+            unit.producers = [m.name for m in members if m.dim == "out"
+                              and isinstance(m.module, (nn.Conv2d, nn.Linear))]
+            unit.consumers = [m.name for m in members if m.dim == "in"
+                              and isinstance(m.module, (nn.Conv2d, nn.Linear))]
+            unit.kind = self._classify(group, members)
+            units.append(unit)
+        rank = {m: i for i, m in enumerate(self._order)}
+        modules = dict(self.net.named_modules())
+        units.sort(key=lambda u: rank.get(modules[u.name], len(rank)))
+        for i, unit in enumerate(units):
+            unit.uid = i
+        return units
+
+    def _width_and_block(self, group: tp.Group) -> tuple[int, int]:
+        root_len = len(group[0].idxs)
+        width = min(len(item.idxs) for item in group
+                    if isinstance(item.dep.target.module, nn.Module))
+        if width == 0 or root_len % width:
+            raise SrpruneError(f"unsupported channel coupling at layer "
+                               f"{self.names.get(group[0].dep.target.module)}")
+        return width, root_len // width
+
+    def _classify(self, group: tp.Group, members: list[Member]) -> str:
+        convs_out = [m for m in members if m.dim == "out"
+                     and isinstance(m.module, (nn.Conv2d, nn.Linear))]
+        if all(max(self._spatial.get(m.module, [(2, 2)]), default=(2, 2)) == (1, 1)
+               for m in convs_out):
+            return "attention"
+        coupled = len(convs_out) > 1 or any(
+            type(item.dep.target.module).__name__ in ("_ConcatOp", "_SplitOp")
+            for item in group)
+        return "trunk" if coupled else "internal"
+
+    def _members_of(self, group: tp.Group, block: int) -> list[Member]:
+        members: list[Member] = []
+        for item in group:
+            module = item.dep.target.module
+            if not isinstance(module, nn.Module) or isinstance(module, nn.PixelShuffle):
+                continue
+            if module not in self.names:
+                continue
+            fn = item.dep.handler
+            dim = "out" if self.dg.is_out_channel_pruning_fn(fn) else "in"
+            by_channel: dict[int, list[int]] = {}
+            for idx, root_idx in zip(item.idxs, item.root_idxs):
+                by_channel.setdefault(root_idx // block, []).append(idx)
+            sizes = {len(v) for v in by_channel.values()}
+            if len(sizes) != 1:
+                raise SrpruneError(f"irregular channel coupling at layer {self.names[module]}")
+            index = torch.tensor([sorted(by_channel[j]) for j in sorted(by_channel)],
+                                 dtype=torch.long)
+            members.append(Member(self.names[module], module, dim, index))
+        return members
+
+    def _root(self, unit: PruningUnit) -> nn.Module:
+        return dict(self.net.named_modules())[unit.name]
+
+    def _group(self, unit: PruningUnit, channels: Sequence[int]) -> tp.Group:
+        root = self._root(unit)
+        fn = (tp.prune_linear_out_channels if isinstance(root, nn.Linear)
+              else tp.prune_conv_out_channels)
+        idxs = [j * unit.group_size + t for j in channels for t in range(unit.group_size)]
+        return self.dg.get_pruning_group(root, fn, idxs)
+
+    def members(self, unit: PruningUnit) -> list[Member]:
+        """Member layers with current indices of all ``unit.width`` channels."""
+        return self._members_of(self._group(unit, range(unit.width)), unit.group_size)
+
+    # -- pruning -------------------------------------------------------------------
+
+    def prune(self, unit: PruningUnit, keep: Sequence[int]) -> None:
+        """Physically remove every channel of ``unit`` not in ``keep`` (indices < width)."""
+        keep_set = sorted({int(k) for k in keep})
+        if not keep_set:
+            raise SrpruneError(f"unit {unit.name}: must keep at least one channel")
+        if keep_set[0] < 0 or keep_set[-1] >= unit.width:
+            raise SrpruneError(f"unit {unit.name}: keep indices outside 0..{unit.width - 1}")
+        drop = [j for j in range(unit.width) if j not in set(keep_set)]
+        if drop:
+            group = self._group(unit, drop)
+            if not self.dg.check_pruning_group(group):
+                raise SrpruneError(f"unit {unit.name}: pruning would empty a layer")
+            group.prune()
+            unit.width = len(keep_set)
+        check_consistency(self.net)
+
+    def verify_output(self) -> None:
+        """The pruned net still runs and keeps its output shape."""
+        self._order, self._spatial = [], {}
+        with torch.no_grad():
+            self._probe()
+
+
+def check_consistency(net: nn.Module) -> None:
+    """Every layer's weight shapes agree with its channel attributes."""
+    for name, m in net.named_modules():
+        problem = None
+        if isinstance(m, nn.Conv2d):
+            if m.weight.shape[0] != m.out_channels or \
+                    m.weight.shape[1] * m.groups != m.in_channels:
+                problem = (f"weight {tuple(m.weight.shape)} vs in {m.in_channels}, "
+                           f"out {m.out_channels}, groups {m.groups}")
+            elif m.bias is not None and m.bias.shape[0] != m.out_channels:
+                problem = f"bias {tuple(m.bias.shape)} vs out {m.out_channels}"
+        elif isinstance(m, nn.Linear):
+            if tuple(m.weight.shape) != (m.out_features, m.in_features):
+                problem = f"weight {tuple(m.weight.shape)} vs {m.out_features}x{m.in_features}"
+        elif isinstance(m, nn.PReLU) and m.weight.numel() != m.num_parameters:
+            problem = f"PReLU weight {m.weight.numel()} vs {m.num_parameters}"
+        if problem:
+            raise SrpruneError(f"inconsistent layer after pruning: {name}: {problem}")

@@ -1,0 +1,108 @@
+"""Model registry front door: build registered models, load weights, resolve names or files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from srprune.checkpoint import read_checkpoint
+from srprune.errors import SrpruneError
+from srprune.models.srmodel import FinalOutput, SRModel
+from srprune.plugins import MODELS
+
+__all__ = ["FinalOutput", "SRModel", "build_model", "load_weights", "model_spec", "resolve_model"]
+
+
+def model_spec(name: str) -> Any:
+    """The registered spec of a model name (SrpruneError for unknown names)."""
+    return MODELS.get(name)
+
+
+def build_model(name: str, scale: int | None = None, weights: str | Path | None = None,
+                pretrained: bool = True, **overrides: Any) -> SRModel:
+    """Build a registered model at ``scale`` (its default when None).
+
+    ``weights`` loads a checkpoint; otherwise the weights shipped with the package for this
+    model and scale are loaded when ``pretrained`` is true and they exist.
+    """
+    spec = model_spec(name)
+    config = {**spec.config_for(scale), **overrides}
+    try:
+        model = spec_builder(spec)(**config)
+    except ValueError as exc:
+        raise SrpruneError(f"cannot build '{name}': {exc}") from None
+    model.arch_name = name  # type: ignore[attr-defined]
+    shipped = spec.default_weights(model.scale) if pretrained and weights is None else None
+    if weights is not None or shipped is not None:
+        load_weights(model, weights or shipped)
+    return model
+
+
+def spec_builder(spec: Any) -> Any:
+    """The callable that builds a spec's family (entry-point models may bring their own)."""
+    from srprune.models.zoo import ARCH_BUILDERS
+
+    builder = getattr(spec, "builder", None) or ARCH_BUILDERS.get(spec.family)
+    if builder is None:
+        raise SrpruneError(f"model '{spec.name}' has no builder for family '{spec.family}'")
+    return builder
+
+
+def load_weights(model: SRModel, path: str | Path) -> SRModel:
+    """Load primal (and dual, when present) weights into ``model``; strict key matching.
+
+    Accepts a plain primal ``state_dict`` (the authors' release format) or srprune's
+    ``{"net": ..., "duals": [...]}`` weights file.
+    """
+    data = read_checkpoint(path)
+    if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict):
+        net_state, dual_states = data["net"], data.get("duals")
+    elif isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
+        net_state, dual_states = data, None
+    else:
+        raise SrpruneError(f"{path}: not a weights file (expected a state_dict)")
+    _load_state(model.net, net_state, path)
+    if dual_states is not None and model.duals is not None:
+        if len(dual_states) != len(model.duals):
+            raise SrpruneError(f"{path}: has {len(dual_states)} dual nets, model has "
+                               f"{len(model.duals)}")
+        for dual, state in zip(model.duals, dual_states):
+            _load_state(dual, state, path)
+    return model
+
+
+def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file "
+                         f"{tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
+        raise SrpruneError(f"{path}: weights do not match the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
+                  channel_config: str | None = None) -> SRModel:
+    """A registered model name or a saved srprune artifact file, as an ``SRModel``."""
+    from srprune.artifact import is_artifact_path, load_artifact
+
+    if is_artifact_path(spec):
+        model = load_artifact(spec)
+        if scale is not None and scale != model.scale:
+            raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
+        if weights is not None:
+            load_weights(model, weights)
+        return model
+    overrides = {"channel_config": channel_config} if channel_config else {}
+    return build_model(spec, scale, weights=weights, **overrides)

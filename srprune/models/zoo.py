@@ -1,0 +1,101 @@
+"""Registered reference models: the paper's DRN family and a CPU-sized member."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srprune.errors import SrpruneError
+from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
+from srprune.models.drn import DRN, dual_models, full_widths
+from srprune.models.srmodel import SRModel
+from srprune.plugins import MODELS
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What ``srprune list models`` shows and how to build the model at a scale."""
+
+    name: str
+    description: str
+    configs: dict[int, dict[str, Any]]  # scale -> builder keyword arguments
+    family: str = "drn"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scales(self) -> list[int]:
+        return sorted(self.configs)
+
+    def config_for(self, scale: int | None) -> dict[str, Any]:
+        scale = self.default_scale if scale is None else scale
+        if scale not in self.configs:
+            raise SrpruneError(
+                f"model '{self.name}' does not support scale {scale}; supported: "
+                + ", ".join(f"x{s}" for s in self.scales)
+            )
+        return {"scale": scale, **self.configs[scale]}
+
+    @property
+    def default_scale(self) -> int:
+        return 4 if 4 in self.configs else self.scales[0]
+
+    def default_weights(self, scale: int) -> Path | None:
+        """The weights shipped in the package for this model and scale, if any."""
+        path = WEIGHTS_DIR / f"{self.name}-x{scale}.pt"
+        return path if path.exists() else None
+
+
+def build_drn(scale: int, n_feats: int, n_blocks: int, widths: list[int] | None = None,
+              channel_config: str | None = None, duals: bool = True) -> SRModel:
+    """Build a DRN (optionally with pruned inner widths) and its dual nets."""
+    full = full_widths(scale, n_feats, n_blocks)
+    if channel_config is not None:
+        parsed = read_widths(channel_config, scale, n_feats, n_blocks)
+    elif widths is not None:
+        parsed = widths_from_lines([int(w) for w in widths], full)
+    else:
+        parsed = full
+    net = DRN(scale, n_feats, n_blocks, parsed)
+    config = {"scale": scale, "n_feats": n_feats, "n_blocks": n_blocks}
+    if parsed != full:
+        config["widths"] = parsed.as_lines()
+    return SRModel(net=net, scale=scale, arch="drn", config=config,
+                   duals=dual_models(scale, n_feats) if duals else None)
+
+
+ARCH_BUILDERS = {"drn": build_drn}
+
+
+def build_arch(arch: str, config: dict[str, Any]) -> SRModel:
+    """Rebuild an architecture from its saved config (used by artifacts)."""
+    if arch not in ARCH_BUILDERS:
+        raise SrpruneError(f"unknown architecture '{arch}'; known: {', '.join(ARCH_BUILDERS)}")
+    try:
+        return ARCH_BUILDERS[arch](**config)
+    except (TypeError, ValueError) as exc:
+        raise SrpruneError(f"invalid config for architecture '{arch}': {exc}") from None
+
+
+def _register(spec: ModelSpec) -> None:
+    MODELS.add(spec.name, spec, f"{__name__} (built-in)")
+
+
+_DRN_S = {4: {"n_feats": 16, "n_blocks": 30}, 8: {"n_feats": 8, "n_blocks": 30}}
+_DRN_L = {4: {"n_feats": 20, "n_blocks": 40}, 8: {"n_feats": 10, "n_blocks": 36}}
+# CPU-sized member of the family (about 0.3 M parameters at x4), trained on 2 cores.
+_DRN_T = {4: {"n_feats": 8, "n_blocks": 5}, 8: {"n_feats": 4, "n_blocks": 5}}
+
+_register(ModelSpec("drn-s", "DRN-S of the paper (4.8 M params at x4)", _DRN_S))
+_register(ModelSpec("drn-l", "DRN-L of the paper (9.8 M params at x4)", _DRN_L))
+_register(ModelSpec("drn-t", "CPU-sized DRN (n_feats 8, 5 blocks at x4)", _DRN_T))
+for _pct in (30, 50, 70):
+    _register(ModelSpec(
+        f"drn-s{_pct}",
+        f"the authors' DRN-S compressed by {_pct} % (their published channel config)",
+        {s: {**cfg, "channel_config": str(CONFIG_DIR / f"search_x{s}p0{_pct // 10}.txt")}
+         for s, cfg in _DRN_S.items()},
+    ))

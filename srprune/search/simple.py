@@ -1,0 +1,61 @@
+"""Plans without search: the same ratio for every unit, or a plan read from a file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from srprune.errors import SrpruneError
+from srprune.plan import read_plan
+from srprune.search.base import Strategy, register_strategy, round_width
+
+
+@register_strategy("uniform")
+class Uniform(Strategy):
+    """One channel-keep fraction for all units, chosen so the parameter reduction hits the target.
+
+    Options: ``round_to`` (kept widths are multiples of it, default 1) and ``min_width``
+    (never keep fewer channels, default 1).
+    """
+
+    def __init__(self, round_to: int = 1, min_width: int = 1) -> None:
+        if round_to < 1 or min_width < 1:
+            raise SrpruneError("round_to and min_width must be >= 1")
+        self.round_to, self.min_width = int(round_to), int(min_width)
+
+    def widths(self, units: list, fraction: float) -> dict[str, int]:
+        return {u.name: round_width(u.width, fraction, self.round_to, self.min_width)
+                for u in units}
+
+    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+        if ratio == 0:
+            return {u.name: u.width for u in units}
+        lo, hi = 0.0, 1.0  # keep fraction: reduction(hi) <= ratio <= reduction(lo)
+        floor = cost.reduction(self.widths(units, 0.0))
+        if floor < ratio - 0.02:
+            raise SrpruneError(
+                f"ratio {ratio:.2f} is out of reach: pruning every unit in this scope to its "
+                f"minimum width removes only {floor:.1%} of the parameters"
+            )
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if cost.reduction(self.widths(units, mid)) > ratio:
+                lo = mid
+            else:
+                hi = mid
+        candidates = [self.widths(units, lo), self.widths(units, hi)]
+        return min(candidates, key=lambda p: abs(cost.reduction(p) - ratio))
+
+
+@register_strategy("from-file")
+class FromFile(Strategy):
+    """Widths read from ``--plan FILE``: srprune's JSON plan or the authors' text format."""
+
+    uses_ratio = False
+
+    def __init__(self, plan: str | None = None) -> None:
+        if not plan:
+            raise SrpruneError("strategy from-file needs a plan file (--plan FILE)")
+        self.path = plan
+
+    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+        return read_plan(self.path, units)
