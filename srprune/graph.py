@@ -177,7 +177,6 @@ class SRGraph:
         self._order: list[nn.Module] = []
         self._spatial: dict[nn.Module, list[tuple[int, int]]] = {}
         self._probe()
-        self.protected = self._protected_layers(protect)
         was_training = net.training
         try:
             self.dg = tp.DependencyGraph().build_dependency(
@@ -188,6 +187,7 @@ class SRGraph:
             raise SrpruneError(f"the dependency graph cannot trace this model: {exc}") from None
         finally:
             net.train(was_training)
+        self.protected = self._protected_layers(protect)
         self._units: list[PruningUnit] | None = None
 
     # -- inspection --------------------------------------------------------------
@@ -229,18 +229,42 @@ class SRGraph:
             )
 
     def _protected_layers(self, protect: Sequence[str]) -> list[nn.Module]:
-        """Image-space convs (colour-channel outputs) plus the user's named layers."""
+        """Image-space layers plus the user's named layers.
+
+        Image-space: convs producing the colour channels, and every conv whose output
+        reaches a model output without passing another conv (e.g. through a PixelShuffle).
+        """
         modules = dict(self.net.named_modules())
         unknown = [n for n in protect if n not in modules]
         if unknown:
             raise SrpruneError(f"cannot protect unknown layer '{unknown[0]}'")
+        layers = (nn.Conv2d, nn.Linear)
         protected = [m for m in self._order
                      if isinstance(m, nn.Conv2d) and m.out_channels == self.n_colors]
         protected += [m for m in self._order
                       if isinstance(m, nn.Linear) and m.out_features == self.n_colors]
+        for module, node in self.dg.module2node.items():
+            if isinstance(module, layers) and self._reaches_output(node):
+                protected.append(module)
         for name in protect:
             protected.extend(modules[name].modules())
         return protected
+
+    @staticmethod
+    def _reaches_output(node: object) -> bool:
+        """True if a path from ``node`` ends the graph without passing another conv/linear."""
+        stack, seen = list(node.outputs), set()
+        while stack:
+            nxt = stack.pop()
+            if id(nxt) in seen:
+                continue
+            seen.add(id(nxt))
+            if isinstance(nxt.module, (nn.Conv2d, nn.Linear)):
+                continue
+            if not nxt.outputs:
+                return True
+            stack.extend(nxt.outputs)
+        return not node.outputs
 
     def units(self, scope: str = "internal") -> list[PruningUnit]:
         """Prunable units in network order; ``internal`` keeps trunks and attention fixed."""

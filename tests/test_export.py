@@ -9,6 +9,7 @@ from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.export import (
+    DYNAMO_OPSET,
     LEGACY_OPSET,
     check_input_size,
     check_parity,
@@ -79,6 +80,25 @@ def test_export_is_one_file_with_dynamic_axes_and_parity(tmp_path) -> None:
     parity = check_parity(model, result.path, (20, 28))
     assert parity.max_abs_diff < 1e-3
     assert parity.output_shape == (1, 3, 40, 56)
+
+
+def test_auto_falls_back_to_dynamo_exporter(tmp_path, monkeypatch) -> None:
+    import srprune.export
+
+    real = srprune.export._export
+
+    def legacy_broken(module, example, path, kind):
+        if kind == "legacy":
+            raise RuntimeError("legacy exporter gone")
+        real(module, example, path, kind)
+
+    monkeypatch.setattr(srprune.export, "_export", legacy_broken)
+    result = export_onnx(tiny(), tmp_path / "tiny.onnx", (16, 16))
+    assert (result.exporter, result.opset) == ("dynamo", DYNAMO_OPSET)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # external_data=False
+    out = make_session(result.path).run(None, {"lr": np.zeros((2, 3, 12, 18), np.float32)})[0]
+    assert out.shape == (2, 3, 24, 36)
+    assert check_parity(tiny(), result.path, (20, 28)).max_abs_diff < 1e-3
 
 
 def test_export_refuses_to_overwrite_without_force(tmp_path) -> None:

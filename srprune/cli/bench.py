@@ -93,11 +93,12 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
         table.add_row(*row)
     # a narrow terminal (or a pipe, 80 columns) would cut the last columns: widen instead
     needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    (console if needed <= console.width else Console(width=needed)).print(table)
+    out = console if needed <= console.width else Console(width=needed)
+    out.print(table)
     worst = max(rec.parity_max_abs_diff for rec in records)
     note = (f"opset {first.opset} ({first.exporter} exporter); max |torch - ORT| {worst:.2g} "
             f"on 0..255; MACs = conv/linear multiply-accumulates")
     if roofline:
         sgemm = ", ".join(f"{t} thr {g:.0f}" for t, g in first.roofline["sgemm_gflops"].items())
         note += f"; SGEMM GFLOP/s: {sgemm}"
-    console.print(note)
+    out.print(note)

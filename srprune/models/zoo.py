@@ -10,6 +10,7 @@ from srprune.errors import SrpruneError
 from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
 from srprune.models.drn import DRN, dual_models, full_widths
 from srprune.models.srmodel import SRModel
+from srprune.models.srnet import SRNet
 from srprune.plugins import MODELS
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -67,7 +68,15 @@ def build_drn(scale: int, n_feats: int, n_blocks: int, widths: list[int] | None 
                    duals=dual_models(scale, n_feats) if duals else None)
 
 
-ARCH_BUILDERS = {"drn": build_drn}
+def build_srnet(scale: int, duals: bool = True, **config: Any) -> SRModel:
+    """Build the configurable EDSR/RCAN-style net (dual nets for power-of-two scales)."""
+    net = SRNet(scale, **config)
+    power_of_two = scale >= 2 and scale & (scale - 1) == 0
+    return SRModel(net=net, scale=scale, arch="srnet", config={"scale": scale, **config},
+                   duals=dual_models(scale, 16) if duals and power_of_two else None)
+
+
+ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet}
 
 
 def build_arch(arch: str, config: dict[str, Any]) -> SRModel:
@@ -89,6 +98,10 @@ _DRN_L = {4: {"n_feats": 20, "n_blocks": 40}, 8: {"n_feats": 10, "n_blocks": 36}
 # CPU-sized member of the family (about 0.3 M parameters at x4), trained on 2 cores.
 _DRN_T = {4: {"n_feats": 8, "n_blocks": 5}, 8: {"n_feats": 4, "n_blocks": 5}}
 
+_SRNET_T = {"n_feats": 32, "n_blocks": 4, "act": "prelu", "attention": True,
+            "concat_skip": True, "bicubic_skip": True}
+_register(ModelSpec("srnet-t", "EDSR/RCAN-style test net: attention, concat skip, PReLU, "
+                    "bicubic skip", {s: dict(_SRNET_T) for s in (2, 3, 4, 8)}, family="srnet"))
 _register(ModelSpec("drn-s", "DRN-S of the paper (4.8 M params at x4)", _DRN_S))
 _register(ModelSpec("drn-l", "DRN-L of the paper (9.8 M params at x4)", _DRN_L))
 _register(ModelSpec("drn-t", "CPU-sized DRN (n_feats 8, 5 blocks at x4)", _DRN_T))
