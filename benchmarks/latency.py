@@ -81,7 +81,8 @@ def markdown(group: str, rows: list[dict]) -> str:
     base = rows[0]
     has_roof = "roofline" in base
     head = ["model", "params", "GMACs", "MACs ratio", "median ms", "p10-p90 ms",
-            "latency ratio", "speed-up", "GFLOP/s"] + (["efficiency"] if has_roof else [])
+            "latency ratio", "speed-up", "GFLOP/s", "CPU/wall"]
+    head += ["efficiency"] if has_roof else []
     lines = [f"**{group}**, {base['threads']} thread(s), {base['input_size'][0]}x"
              f"{base['input_size'][1]} LR, {base['runs']} runs + {base['warmup']} warm-up",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -91,7 +92,7 @@ def markdown(group: str, rows: list[dict]) -> str:
                  ratio(r["macs"], base["macs"]), f"{lat['median']:.1f}",
                  f"{lat['p10']:.1f}-{lat['p90']:.1f}",
                  ratio(lat["median"], base["latency_ms"]["median"]), f"{r['speedup']:.2f}x",
-                 f"{r['gflops']:.1f}"]
+                 f"{r['gflops']:.1f}", f"{r['cpu_per_wall']:.2f}"]
         if has_roof:
             cells.append(f"{r['roofline']['efficiency']:.1%}")
         lines.append("| " + " | ".join(cells) + " |")

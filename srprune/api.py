@@ -51,12 +51,20 @@ def compress_model(
     force: bool = False,
     progress: ProgressFn | None = None,
     source: str | None = None,
+    finetune_steps: int = 0,
+    finetune_lr: float = 5e-4,
+    finetune_batch: int = 16,
+    finetune_patch: int = 32,
+    dual_weight: float = 0.1,
+    evaluate: str | Path | None = None,
 ) -> CompressResult:
     """Compress a model (an ``SRModel``, a registered name or an artifact path).
 
     ``ratio`` is the fraction of the primal net's parameters to remove. ``data`` is an image
-    folder for calibration. With ``out`` the pruned model is written as an artifact
-    (refusing to overwrite without ``force``).
+    folder for calibration and fine-tuning. ``finetune_steps`` > 0 fine-tunes the pruned
+    model with the dual-regression loss on ``data``. ``evaluate`` ("builtin" or an image
+    folder) measures PSNR/SSIM before pruning and after fine-tuning. With ``out`` the pruned
+    model is written as an artifact (refusing to overwrite without ``force``).
     """
     from srprune.checkpoint import check_writable
 
@@ -66,15 +74,124 @@ def compress_model(
     if isinstance(model, str):
         source = source or model
         model = resolve_model(model, scale, weights=weights)
+    if finetune_steps and data is None:
+        raise SrpruneError("fine-tuning needs training images: pass --data DIR")
     batches = calibration_batches(data, model.scale, calib_batches, calib_batch, calib_patch,
                                   seed)
+    eval_set = _eval_set(evaluate, model.scale)
+    quality_before = _quality(model, eval_set, device)
     result = compress(model, ratio, criterion=criterion, strategy=strategy, scope=scope,
                       batches=batches, criterion_options=criterion_options,
                       strategy_options=strategy_options, seed=seed, device=device,
-                      input_size=input_size, progress=progress)
+                      input_size=input_size, progress=progress,
+                      options={"dual_weight": dual_weight})
+    result.quality_before = quality_before
+    if finetune_steps:
+        import time
+
+        t0 = time.perf_counter()
+        result.quality_pruned = _quality(model, eval_set, device)
+        result.finetune = _finetune(model, data, finetune_steps, finetune_lr, finetune_batch,
+                                    finetune_patch, dual_weight, seed, device, progress)
+        result.seconds["finetune"] = time.perf_counter() - t0
+    result.quality_after = _quality(model, eval_set, device)
     if out is not None:
         from srprune.artifact import save_artifact
 
         save_artifact(model.to("cpu"), out, meta={"source": source, **result.summary()},
                       force=force)
     return result
+
+
+def _training_model(model: SRModel | str, scale: int | None, weights: str | None) -> SRModel:
+    if not isinstance(model, str):
+        return model
+    from srprune.artifact import is_artifact_path
+    from srprune.models import build_model
+
+    if is_artifact_path(model):
+        return resolve_model(model, scale, weights=weights)
+    return build_model(model, scale, weights=weights, pretrained=False)
+
+
+def train_model(model: SRModel | str, data: str | Path, scale: int | None = None,
+                steps: int = 1000, weights: str | None = None, dual_weight: float = 0.1,
+                patch: int = 32, batch: int = 16, lr: float = 2e-3, seed: int = 1,
+                device: str = "cpu", checkpoint: str | None = None, resume: bool = False,
+                out: str | Path | None = None, force: bool = False,
+                on_step: Any = None) -> dict[str, Any]:
+    """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
+
+    Registered names start from random weights unless ``weights`` is given; artifacts (pruned
+    models) are fine-tuned from their own weights and written back as artifacts.
+    """
+    from srprune.checkpoint import check_writable, save_checkpoint
+    from srprune.data import PatchSampler, open_image_set
+    from srprune.train import TrainConfig, Trainer, weights_payload
+
+    if out is not None:
+        check_writable(out, force)
+    if not Path(data).is_dir():
+        raise SrpruneError(f"data folder not found: {data}")
+    is_artifact = isinstance(model, str) and _is_artifact(model)
+    sr = _training_model(model, scale, weights)
+    sampler = PatchSampler(open_image_set(data, sr.scale), sr.scale, patch, batch, seed=seed)
+    config = TrainConfig(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
+                         seed=seed, device=device)
+    trainer = Trainer(sr, sampler, config)
+    if resume and checkpoint:
+        trainer.resume(checkpoint)
+    log = trainer.run(checkpoint=checkpoint, on_step=on_step)
+    summary = {"steps": trainer.step, "seconds": round(trainer.elapsed, 2),
+               "final_loss": log.loss[-1] if log.loss else float("nan"),
+               "config": {k: v for k, v in vars(config).items()}}
+    if out is not None:
+        if is_artifact:
+            from srprune.artifact import save_artifact
+
+            save_artifact(sr.to("cpu"), out, meta={"trained": summary}, force=force)
+        else:
+            save_checkpoint(weights_payload(sr.to("cpu"), {"trained": summary}), out, force=force)
+    return summary
+
+
+def _is_artifact(spec: str) -> bool:
+    from srprune.artifact import is_artifact_path
+
+    return is_artifact_path(spec)
+
+
+def _eval_set(evaluate: str | Path | None, scale: int) -> Any:
+    if evaluate is None:
+        return None
+    from srprune.data import open_image_set
+
+    return open_image_set(None if str(evaluate) == "builtin" else evaluate, scale)
+
+
+def _quality(model: SRModel, eval_set: Any, device: str) -> dict[str, Any] | None:
+    if eval_set is None:
+        return None
+    from srprune.evaluate import evaluate_model
+
+    return evaluate_model(model, eval_set, device=device)
+
+
+def _finetune(model: SRModel, data: str | Path, steps: int, lr: float, batch: int, patch: int,
+              dual_weight: float, seed: int, device: str,
+              progress: ProgressFn | None) -> dict[str, Any]:
+    """Dual-regression fine-tuning of the pruned model (cosine schedule from ``lr``)."""
+    from srprune.data import PatchSampler, open_image_set
+    from srprune.train import TrainConfig, Trainer
+
+    sampler = PatchSampler(open_image_set(data, model.scale), model.scale, patch, batch,
+                           seed=seed + 1)
+    config = TrainConfig(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
+                         seed=seed, device=device)
+    trainer = Trainer(model, sampler, config)
+    log = trainer.run(on_step=(lambda step, _: progress("finetune", step, steps))
+                      if progress else None)
+    model.net.eval()
+    return {"steps": steps, "lr": lr, "batch": batch, "patch": patch,
+            "dual_weight": dual_weight, "final_loss": round(log.loss[-1], 4),
+            "seconds": round(trainer.elapsed, 1)}

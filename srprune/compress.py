@@ -41,6 +41,7 @@ class CompressResult:
     scope: str
     seconds: dict[str, float] = field(default_factory=dict)
     quality_before: dict[str, Any] | None = None
+    quality_pruned: dict[str, Any] | None = None  # after pruning, before fine-tuning
     quality_after: dict[str, Any] | None = None
     finetune: dict[str, Any] | None = None
 
@@ -63,6 +64,8 @@ class CompressResult:
         }
         if self.quality_before is not None:
             data["quality_before"] = _quality_brief(self.quality_before)
+        if self.quality_pruned is not None:
+            data["quality_pruned"] = _quality_brief(self.quality_pruned)
         if self.quality_after is not None:
             data["quality_after"] = _quality_brief(self.quality_after)
         if self.finetune is not None:

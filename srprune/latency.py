@@ -36,7 +36,12 @@ Step = Callable[[], None]
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Summary of one model's timed runs, in milliseconds."""
+    """Summary of one model's timed runs, in milliseconds.
+
+    ``cpu_per_wall`` is the process CPU time over the wall time of those runs: about the
+    thread count on a quiet machine (1.0 at one thread); well below it means the process was
+    waiting for a CPU, i.e. the machine was busy and the latencies are inflated.
+    """
 
     median: float
     p10: float
@@ -45,18 +50,29 @@ class LatencyStats:
     min: float
     max: float
     runs: int
+    cpu_per_wall: float | None = None
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStats:
+    def from_samples(cls, samples_ms: Sequence[float],
+                     cpu_ms: Sequence[float] | None = None) -> LatencyStats:
         if not samples_ms:
             raise ValueError("no samples")
         a = np.asarray(samples_ms, dtype=np.float64)
         p10, med, p90 = np.percentile(a, [10, 50, 90])
+        ratio = float(np.sum(cpu_ms) / a.sum()) if cpu_ms is not None and a.sum() > 0 else None
         return cls(float(med), float(p10), float(p90), float(a.mean()), float(a.min()),
-                   float(a.max()), len(a))
+                   float(a.max()), len(a), ratio)
 
     def as_dict(self) -> dict:
         return {"median": self.median, "p10": self.p10, "p90": self.p90}
+
+
+@dataclass
+class Timings:
+    """Per-model wall-clock and process-CPU times of the timed calls, in ms."""
+
+    wall_ms: list[list[float]]
+    cpu_ms: list[list[float]]
 
 
 @dataclass
@@ -74,7 +90,8 @@ class LatencyResult:
     def as_dict(self) -> dict:
         return {"name": self.name, "backend": self.backend, "threads": self.threads,
                 "input_shape": list(self.input_shape), "latency_ms": self.stats.as_dict(),
-                "mean_ms": self.stats.mean, "runs": self.stats.runs, "speedup": self.speedup}
+                "mean_ms": self.stats.mean, "runs": self.stats.runs, "speedup": self.speedup,
+                "cpu_per_wall": self.stats.cpu_per_wall}
 
 
 def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
@@ -104,39 +121,43 @@ def random_input(input_size: tuple[int, int], batch: int = 1, rgb_range: float =
 
 
 def time_interleaved(fns: Sequence[Callable[[], object]], runs: int, warmup: int,
-                     on_step: Step | None = None) -> list[list[float]]:
+                     on_step: Step | None = None) -> Timings:
     """Call each function once per round, in order; return per-function times in ms.
 
     ``warmup`` untimed rounds come first. ``on_step`` is called after every single call.
     """
     if runs < 1 or warmup < 0:
         raise SrpruneError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    samples: list[list[float]] = [[] for _ in fns]
+    out = Timings([[] for _ in fns], [[] for _ in fns])
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for round_ in range(warmup + runs):
             for i, fn in enumerate(fns):
+                cpu_start = time.process_time()
                 start = time.perf_counter()
                 fn()
                 elapsed = time.perf_counter() - start
+                cpu = time.process_time() - cpu_start
                 if round_ >= warmup:
-                    samples[i].append(elapsed * 1e3)
+                    out.wall_ms[i].append(elapsed * 1e3)
+                    out.cpu_ms[i].append(cpu * 1e3)
                 if on_step is not None:
                     on_step()
     finally:
         if gc_was_enabled:
             gc.enable()
-    return samples
+    return out
 
 
 def _results(names: Sequence[str], backend: str, threads: int, shape: tuple[int, ...],
-             samples: list[list[float]]) -> list[LatencyResult]:
-    stats = [LatencyStats.from_samples(s) for s in samples]
+             timings: Timings) -> list[LatencyResult]:
+    stats = [LatencyStats.from_samples(w, c)
+             for w, c in zip(timings.wall_ms, timings.cpu_ms, strict=True)]
     base = stats[0].median
-    return [LatencyResult(n, backend, threads, shape, st, base / st.median, s)
-            for n, st, s in zip(names, stats, samples, strict=True)]
+    return [LatencyResult(n, backend, threads, shape, st, base / st.median, w)
+            for n, st, w in zip(names, stats, timings.wall_ms, strict=True)]
 
 
 def _names(names: Sequence[str] | None, n: int) -> list[str]:
@@ -159,8 +180,8 @@ def ort_latency(paths: Sequence[str | Path], input_size: tuple[int, int],
     sessions = [make_session(p, threads) for p in paths]
     feeds = [{s.get_inputs()[0].name: x} for s in sessions]
     fns = [lambda s=s, f=f: s.run(None, f) for s, f in zip(sessions, feeds, strict=True)]
-    samples = time_interleaved(fns, runs, warmup, on_step)
-    return _results(names, "onnxruntime", threads, x.shape, samples)
+    timings = time_interleaved(fns, runs, warmup, on_step)
+    return _results(names, "onnxruntime", threads, x.shape, timings)
 
 
 def torch_latency(modules: Sequence[nn.Module], input_size: tuple[int, int],
@@ -180,12 +201,12 @@ def torch_latency(modules: Sequence[nn.Module], input_size: tuple[int, int],
             m.eval()
         with torch.inference_mode():
             fns = [lambda m=m: m(x) for m in modules]
-            samples = time_interleaved(fns, runs, warmup, on_step)
+            timings = time_interleaved(fns, runs, warmup, on_step)
     finally:
         torch.set_num_threads(previous)
         for m, mode in zip(modules, modes, strict=True):
             m.train(mode)
-    return _results(names, "torch", threads, tuple(x.shape), samples)
+    return _results(names, "torch", threads, tuple(x.shape), timings)
 
 
 @dataclass
@@ -220,6 +241,7 @@ class BenchRecord:
             "opset": self.opset, "exporter": self.exporter,
             "parity_max_abs_diff": self.parity_max_abs_diff,
             "latency_ms": self.latency.as_dict(), "speedup": self.speedup, "gflops": self.gflops,
+            "cpu_per_wall": self.latency.cpu_per_wall,
             "onnxruntime": ort.__version__,
         }
         if self.torch_latency is not None:
@@ -269,7 +291,10 @@ def benchmark(models: Sequence[tuple[str, SRModel]], input_size: tuple[int, int]
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="srprune-")))
         else:
             folder = Path(onnx_dir)
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SrpruneError(f"cannot create ONNX folder {folder}: {exc}") from None
         paths = [folder / n for n in onnx_file_names(labels, [m.scale for _, m in models])]
         taken = [p for p in paths if p.exists()] if not force else []
         if taken:

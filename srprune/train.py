@@ -222,3 +222,24 @@ def weights_payload(model: SRModel, meta: dict[str, Any] | None = None) -> dict[
                    for d in model.duals] if model.duals is not None else None),
         "meta": meta or {},
     }
+
+
+def fit_duals(model: SRModel, batches: list, steps: int = 200, lr: float = 1e-3,
+              device: str = "cpu") -> float:
+    """Fit only the dual nets (primal frozen) on ``batches``; returns the last dual loss."""
+    model = ensure_duals(model)
+    opt = torch.optim.Adam(model.duals.parameters(), lr=lr)
+    with torch.no_grad():
+        cached = [([t.to(device) for t in lr_pyr], model.outputs(lr_pyr[0].to(device)))
+                  for lr_pyr, _ in batches]
+    last = float("nan")
+    model.duals.train()
+    for step in range(steps):
+        lr_pyr, outputs = cached[step % len(cached)]
+        opt.zero_grad(set_to_none=True)
+        _, _, dual = dr_loss_from_outputs(model, outputs, lr_pyr, outputs[-1], 1.0)
+        dual.backward()
+        opt.step()
+        last = dual.item()
+    model.duals.eval()
+    return last

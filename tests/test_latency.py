@@ -39,6 +39,8 @@ def test_stats_order_and_values() -> None:
     assert stats.runs == 200
     exact = LatencyStats.from_samples([float(v) for v in range(1, 12)])  # 1..11
     assert (exact.p10, exact.median, exact.p90) == (2.0, 6.0, 10.0)
+    assert exact.cpu_per_wall is None
+    assert LatencyStats.from_samples([2.0, 2.0], [1.0, 1.0]).cpu_per_wall == 0.5
     assert set(exact.as_dict()) == {"median", "p10", "p90"}
     with pytest.raises(ValueError):
         LatencyStats.from_samples([])
@@ -48,10 +50,10 @@ def test_time_interleaved_alternates_models() -> None:
     calls: list[str] = []
     steps: list[int] = []
     fns = [lambda name=name: calls.append(name) for name in "abc"]
-    samples = time_interleaved(fns, runs=3, warmup=2, on_step=lambda: steps.append(1))
+    timings = time_interleaved(fns, runs=3, warmup=2, on_step=lambda: steps.append(1))
     assert calls == list("abc") * 5  # warm-up rounds are interleaved too
-    assert [len(s) for s in samples] == [3, 3, 3]
-    assert all(t >= 0 for s in samples for t in s)
+    assert [len(s) for s in timings.wall_ms] == [3, 3, 3] == [len(s) for s in timings.cpu_ms]
+    assert all(t >= 0 for s in timings.wall_ms + timings.cpu_ms for t in s)
     assert len(steps) == 15
     with pytest.raises(SrpruneError):
         time_interleaved(fns, runs=0, warmup=1)
@@ -80,6 +82,7 @@ def test_ort_speedup_of_a_model_against_itself_is_about_one(tmp_path) -> None:
     assert results[0].input_shape == (1, 3, 64, 64)
     assert len(results[1].samples_ms) == 15
     assert results[1].as_dict()["latency_ms"]["median"] == results[1].stats.median
+    assert 0 < results[1].stats.cpu_per_wall < 1.5  # one thread: CPU time <= wall time
 
 
 def test_torch_latency_restores_threads_and_mode() -> None:

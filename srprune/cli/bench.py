@@ -98,6 +98,9 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
     worst = max(rec.parity_max_abs_diff for rec in records)
     note = (f"opset {first.opset} ({first.exporter} exporter); max |torch - ORT| {worst:.2g} "
             f"on 0..255; MACs = conv/linear multiply-accumulates")
+    ratios = [rec.latency.cpu_per_wall for rec in records]
+    note += (f"; CPU/wall time {min(ratios):.2f}-{max(ratios):.2f} (about the thread count when "
+             "no other process competes)")
     if roofline:
         sgemm = ", ".join(f"{t} thr {g:.0f}" for t, g in first.roofline["sgemm_gflops"].items())
         note += f"; SGEMM GFLOP/s: {sgemm}"

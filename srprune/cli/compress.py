@@ -45,6 +45,13 @@ from srprune.cli.common import (
               help="Criterion option (repeatable).")
 @click.option("--strategy-opt", multiple=True, metavar="KEY=VALUE",
               help="Strategy option (repeatable).")
+@click.option("--finetune-steps", type=int, default=0, show_default=True,
+              help="Dual-regression fine-tuning steps after pruning (needs --data).")
+@click.option("--finetune-lr", type=float, default=5e-4, show_default=True)
+@click.option("--dual-weight", type=float, default=0.1, show_default=True,
+              help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
+@click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
+              help="Report PSNR/SSIM before and after on these images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Artifact to write (.srp).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
@@ -53,6 +60,7 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
             criterion: str, strategy: str, scope: str, round_to: int, min_width: int,
             plan_file: str | None, data: str | None, calib_batches: int, calib_batch: int,
             calib_patch: int, criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
+            finetune_steps: int, finetune_lr: float, dual_weight: float, eval_data: str | None,
             seed: int, out: str, force: bool, as_json: bool) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
     from srprune.api import compress_model
@@ -85,7 +93,8 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
             calib_patch=calib_patch, criterion_options=parse_options(criterion_opt,
                                                                      "--criterion-opt"),
             strategy_options=strategy_options, seed=seed, out=out, force=force,
-            progress=progress, source=model,
+            progress=progress, source=model, finetune_steps=finetune_steps,
+            finetune_lr=finetune_lr, dual_weight=dual_weight, evaluate=eval_data,
         )
     summary = {"model": model, "out": out, **result.summary()}
     if as_json:
@@ -102,11 +111,14 @@ def _print_report(s: dict[str, Any]) -> None:
     for label, key in (("params", "params"), ("MACs", "macs"), ("paper MACs", "paper_macs")):
         b, a = s[f"{key}_before"], s[f"{key}_after"]
         table.add_row(label, fmt_count(b), fmt_count(a), f"{a / b:.3f}")
+    qb, qp, qa = s.get("quality_before"), s.get("quality_pruned"), s.get("quality_after")
     for label in ("psnr", "ssim"):
-        qb, qa = s.get("quality_before"), s.get("quality_after")
         if qb and qa:
-            table.add_row(f"{label.upper()} (Y)", f"{qb[label]:.4f}", f"{qa[label]:.4f}",
+            after = f"{qa[label]:.4f}" + (f" (pruned {qp[label]:.4f})" if qp else "")
+            table.add_row(f"{label.upper()} (Y)", f"{qb[label]:.4f}", after,
                           f"{qa[label] - qb[label]:+.4f}")
+    if qb:
+        table.add_row("bicubic PSNR", f"{qb['bicubic_psnr']:.4f}", "", "")
     console.print(table)
     console.print(f"ratio asked {s['ratio_requested']:.3f}, achieved {s['ratio_achieved']:.3f} "
                   f"(fraction of primal parameters removed); {s['units']} units; "

@@ -1,0 +1,42 @@
+"""``srprune eval``: PSNR/SSIM on Y of a model against ground truth, with bicubic beside it."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from srprune.cli.common import console, json_option, load_model_arg, print_json, scale_option
+
+
+@click.command("eval")
+@click.argument("model")
+@scale_option
+@click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
+@click.option("--data", type=click.Path(), default=None,
+              help="HR folder or EDSR benchmark folder (default: built-in sample photos).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@json_option
+def command(model: str, scale: int | None, weights: str | None, data: str | None, device: str,
+            as_json: bool) -> None:
+    """Evaluate MODEL (name or artifact) on --data (or the built-in photos)."""
+    from srprune.data import open_image_set
+    from srprune.errors import SrpruneError
+    from srprune.evaluate import evaluate_model
+
+    if data is not None and not __import__("pathlib").Path(data).is_dir():
+        raise SrpruneError(f"data folder not found: {data}")
+    sr = load_model_arg(model, scale, weights)
+    result = evaluate_model(sr.to(device), open_image_set(data, sr.scale), device=device)
+    result["model"], result["scale"] = model, sr.scale
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"{model} x{sr.scale} on {data or 'built-in photos'} "
+                        f"(Y channel, {sr.scale}-px border crop)")
+    for col in ("image", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain dB"):
+        table.add_column(col, justify="right")
+    for row in [*result["per_image"], {"name": "mean", **result}]:
+        table.add_row(row["name"], f"{row['psnr']:.3f}", f"{row['ssim']:.4f}",
+                      f"{row['bicubic_psnr']:.3f}", f"{row['bicubic_ssim']:.4f}",
+                      f"{row['psnr'] - row['bicubic_psnr']:+.3f}")
+    console.print(table)
