@@ -48,6 +48,8 @@ from srprune.cli.common import (
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Dual-regression fine-tuning steps after pruning (needs --data).")
 @click.option("--finetune-lr", type=float, default=5e-4, show_default=True)
+@click.option("--finetune-batch", type=int, default=16, show_default=True)
+@click.option("--finetune-patch", type=int, default=32, show_default=True, help="LR patch size.")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
 @click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
@@ -60,7 +62,8 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
             criterion: str, strategy: str, scope: str, round_to: int, min_width: int,
             plan_file: str | None, data: str | None, calib_batches: int, calib_batch: int,
             calib_patch: int, criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
-            finetune_steps: int, finetune_lr: float, dual_weight: float, eval_data: str | None,
+            finetune_steps: int, finetune_lr: float, finetune_batch: int, finetune_patch: int,
+            dual_weight: float, eval_data: str | None,
             seed: int, out: str, force: bool, as_json: bool) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
     from srprune.api import compress_model
@@ -94,7 +97,8 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
                                                                      "--criterion-opt"),
             strategy_options=strategy_options, seed=seed, out=out, force=force,
             progress=progress, source=model, finetune_steps=finetune_steps,
-            finetune_lr=finetune_lr, dual_weight=dual_weight, evaluate=eval_data,
+            finetune_lr=finetune_lr, finetune_batch=finetune_batch,
+            finetune_patch=finetune_patch, dual_weight=dual_weight, evaluate=eval_data,
         )
     summary = {"model": model, "out": out, **result.summary()}
     if as_json:

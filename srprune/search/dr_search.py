@@ -1,0 +1,184 @@
+"""``dr-search``: differentiable channel-number search on the dual-regression loss.
+
+Every unit gets architecture weights ``alpha`` over the width options
+``k_i = round_to(width * (1 - ratio) * v_i)`` for ``v`` in V = {0.5, 0.6, ..., 1.0}. A unit's
+channels are ranked by the L1 norm of its consumer's weights (re-ranked at every step); the
+consumer's input channel ``c`` is scaled by ``m_c = sum_i softmax(alpha)_i [rank(c) < k_i]``,
+which equals the softmax-weighted sum of the |V| narrower layers in one conv. Steps alternate:
+an alpha step (Adam) on a validation batch, then a weight step (Adam, primal and dual nets,
+gradient clipped at 5) on a training batch, both on L_DR. This is first-order DARTS (the
+authors' second-order term is off by a factor eps^2 in their code, and first-order is 3x
+cheaper). Search runs on a copy: the model's own weights are untouched.
+
+The plan is the argmax option per unit; one global factor then rescales all widths (keeping
+their searched proportions) so that the plan removes the requested fraction of parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srprune.errors import SrpruneError
+from srprune.plan import plan_to_json, plan_to_text
+from srprune.search.base import Strategy, register_strategy, round_width
+from srprune.train import dr_loss, ensure_duals
+
+WIDTH_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@register_strategy("dr-search")
+class DRSearch(Strategy):
+    """Differentiable width search on L_DR (see module docstring).
+
+    Options: ``steps`` (60: alternating alpha/weight steps), ``alpha_lr`` (3e-3),
+    ``alpha_weight_decay`` (1e-3), ``weight_lr`` (1e-4), ``dual_weight`` (0.1),
+    ``round_to`` (4: option widths are multiples of it), ``min_width`` (1),
+    ``save`` (path prefix: writes PREFIX.json and PREFIX.txt with the plan), ``seed`` (0).
+    """
+
+    needs_data = True
+
+    def __init__(self, steps: int = 60, alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3,
+                 weight_lr: float = 1e-4, dual_weight: float = 0.1, round_to: int = 4,
+                 min_width: int = 1, save: str | None = None, seed: int = 0) -> None:
+        if steps < 1 or round_to < 1 or min_width < 1:
+            raise SrpruneError("dr-search needs steps >= 1, round_to >= 1 and min_width >= 1")
+        self.steps, self.alpha_lr, self.alpha_wd = int(steps), float(alpha_lr), alpha_weight_decay
+        self.weight_lr, self.dual_weight = float(weight_lr), float(dual_weight)
+        self.round_to, self.min_width, self.save, self.seed = int(round_to), int(min_width), save, seed
+        self.history: list[dict[str, float]] = []
+
+    def options_for(self, width: int, ratio: float) -> list[int]:
+        """The candidate kept widths of one unit (multiples of ``round_to``, distinct)."""
+        keep = max(1e-6, 1.0 - ratio)
+        widths = {round_width(width, keep * v, self.round_to, max(self.min_width,
+                                                                   min(self.round_to, width)))
+                  for v in WIDTH_FACTORS}
+        return sorted(widths)
+
+    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+        batches = ctx.require_data("strategy 'dr-search'")
+        if len(batches) < 2:
+            raise SrpruneError("dr-search needs at least 2 calibration batches (train and "
+                               "validation halves): raise --calib-batches")
+        train, val = batches[0::2], batches[1::2]
+        torch.manual_seed(self.seed)
+        model = ensure_duals(copy.deepcopy(ctx.model)).to(ctx.device)
+        options = {u.name: self.options_for(u.width, ratio) for u in units}
+        alphas = {u.name: (1e-3 * torch.randn(len(options[u.name]))).requires_grad_()
+                  for u in units}
+        consumers = _consumers(model, units)
+        weights = [p for p in model.net.parameters() if p.requires_grad]
+        weights += list(model.duals.parameters())
+        opt_alpha = torch.optim.Adam(alphas.values(), lr=self.alpha_lr,
+                                     weight_decay=self.alpha_wd)
+        opt_w = torch.optim.Adam(weights, lr=self.weight_lr)
+        model.net.train()
+        with _masked(consumers, alphas, options):
+            for step in range(self.steps):
+                loss_val = self._step(model, opt_alpha, val[step % len(val)], ctx.device)
+                loss_trn = self._step(model, opt_w, train[step % len(train)], ctx.device,
+                                      clip=weights)
+                self.history.append({"step": step + 1, "val": loss_val, "train": loss_trn})
+        chosen = {name: options[name][int(a.argmax())] for name, a in alphas.items()}
+        plan = _rescale_to_ratio(units, chosen, ratio, cost, self.round_to, self.min_width)
+        self.probabilities = {n: a.softmax(0).tolist() for n, a in alphas.items()}
+        self.chosen, self.options = chosen, options
+        if self.save:
+            self._write(units, plan)
+        return plan
+
+    def _step(self, model: Any, opt: torch.optim.Optimizer, batch: tuple, device: str,
+              clip: list | None = None) -> float:
+        lr_pyr, hr = batch
+        lr_pyr = [t.to(device) for t in lr_pyr]
+        opt.zero_grad(set_to_none=True)
+        loss, _, _ = dr_loss(model, lr_pyr, hr.to(device), self.dual_weight)
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(clip, 5.0)
+        opt.step()
+        return float(loss.item())
+
+    def _write(self, units: list, plan: dict[str, int]) -> None:
+        prefix = Path(self.save)
+        data = plan_to_json(units, plan)
+        data["search"] = {"chosen": self.chosen, "options": self.options,
+                          "probabilities": self.probabilities, "history": self.history}
+        prefix.with_suffix(".json").write_text(json.dumps(data, indent=1))
+        prefix.with_suffix(".txt").write_text(plan_to_text(units, plan))
+
+
+def _consumers(model: Any, units: list) -> dict[str, list[tuple[nn.Conv2d, torch.Tensor]]]:
+    """For each unit, its conv consumers in the search copy and their channel indices."""
+    modules = dict(model.net.named_modules())
+    result = {}
+    for unit in units:
+        pairs = [(modules[name], index) for name, module, index in unit.consumer_modules()
+                 if isinstance(module, nn.Conv2d)]
+        if not pairs:
+            raise SrpruneError(f"dr-search: unit {unit.name} has no conv consumer to mask")
+        result[unit.name] = pairs
+    return result
+
+
+@contextmanager
+def _masked(consumers: dict, alphas: dict, options: dict):
+    """Pre-hooks scaling each consumer's input channels by the unit's soft width mask."""
+    handles = []
+    for name, pairs in consumers.items():
+        k = torch.tensor(options[name])
+        for conv, index in pairs:
+            handles.append(conv.register_forward_pre_hook(
+                _mask_hook(conv, index, alphas[name], k)))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor, k: torch.Tensor):
+    def hook(module: nn.Module, inputs: tuple) -> tuple:
+        x = inputs[0]
+        with torch.no_grad():  # rank unit channels by the L1 norm of the consumer's columns
+            norms = conv.weight.abs().sum((0, 2, 3))[index].sum(1)
+            order = norms.argsort(descending=True)
+            rank = torch.empty_like(order)
+            rank[order] = torch.arange(len(order), device=order.device)
+        inside = (rank[None, :] < k[:, None].to(rank.device)).to(x.dtype)  # options x width
+        unit_mask = alpha.softmax(0).to(x.dtype) @ inside
+        channel_mask = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
+        channel_mask = channel_mask.index_put((index.flatten(),),
+                                              unit_mask.repeat_interleave(index.shape[1]))
+        return (x * channel_mask.view(1, -1, 1, 1), *inputs[1:])
+
+    return hook
+
+
+def _rescale_to_ratio(units: list, chosen: dict[str, int], ratio: float, cost: Any,
+                      round_to: int, min_width: int) -> dict[str, int]:
+    """Scale all chosen widths by one factor so the parameter reduction matches ``ratio``."""
+    def plan_at(factor: float) -> dict[str, int]:
+        plan = {}
+        for u in units:
+            kept = round(chosen[u.name] * factor / round_to) * round_to
+            floor = min(u.width, max(min_width, round_to))
+            plan[u.name] = max(floor, min(u.width, kept))
+        return plan
+
+    lo, hi = 0.0, max(u.width / max(1, chosen[u.name]) for u in units)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if cost.reduction(plan_at(mid)) > ratio:
+            lo = mid
+        else:
+            hi = mid
+    return min((plan_at(lo), plan_at(hi)), key=lambda p: abs(cost.reduction(p) - ratio))

@@ -1,0 +1,158 @@
+"""The paper's method: the dr criterion and the dr-search strategy, on tiny nets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from srprune.cli import main
+from srprune.compress import compress
+from srprune.errors import SrpruneError
+from srprune.models import build_model
+from srprune.models.zoo import build_srnet
+from srprune.search.dr_search import DRSearch
+from srprune.train import dr_loss
+
+
+def batches(scale: int, n: int = 2, size: int = 8, seed: int = 0) -> list:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        hr = torch.rand(2, 3, size * scale, size * scale, generator=g) * 255
+        pyramid = [torch.nn.functional.avg_pool2d(hr, f) for f in
+                   [scale // 2**i for i in range(int(np.log2(scale)))]]
+        out.append((pyramid, hr))
+    return out
+
+
+FAST = {"rounds": 2, "sgd_steps": 1}
+
+
+def tiny_drn():
+    return build_model("drn-t", 4, pretrained=False, n_blocks=1)
+
+
+def test_dr_keeps_the_planned_counts_and_lowers_its_loss_versus_random():
+    calib = batches(4)
+    result = compress(tiny_drn(), 0.5, criterion="dr", batches=calib,
+                      criterion_options=FAST, seed=1)
+    assert all(0 < w for w in result.plan["units"].values())
+    dr_model = result.model
+    rnd = compress(tiny_drn(), 0.5, criterion="random", seed=1).model
+    with torch.no_grad():
+        dr_value = sum(dr_loss(dr_model, lr, hr)[0] for lr, hr in calib)
+        rnd_value = sum(dr_loss(rnd, lr, hr)[0] for lr, hr in calib)
+    assert dr_model.n_params == rnd.n_params
+    assert dr_value < rnd_value
+
+
+def test_dr_is_deterministic_under_a_seed():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = tiny_drn()
+        compress(model, 0.4, criterion="dr", batches=batches(4), criterion_options=FAST, seed=3)
+        runs.append(model.net.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_dr_builds_and_fits_duals_when_the_model_has_none():
+    model = build_srnet(scale=2, n_feats=8, n_blocks=1, duals=False)
+    assert model.duals is None
+    compress(model, 0.5, criterion="dr", batches=batches(2),
+             criterion_options={**FAST, "fit_duals": 5})
+    assert model.duals is not None and len(model.duals) == 1
+
+
+def test_dr_frobenius_variant_and_bad_variant():
+    compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
+             criterion_options={**FAST, "variant": "frobenius"})
+    with pytest.raises(SrpruneError, match="variant"):
+        compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
+                 criterion_options={"variant": "nope"})
+
+
+def test_dr_without_data_is_a_clear_error():
+    with pytest.raises(SrpruneError, match="needs calibration images"):
+        compress(tiny_drn(), 0.5, criterion="dr")
+
+
+def test_dr_search_hits_the_ratio_and_saves_both_formats(tmp_path):
+    model = tiny_drn()
+    prefix = tmp_path / "plan"
+    result = compress(model, 0.3, strategy="dr-search", batches=batches(4, n=4),
+                      strategy_options={"steps": 3, "save": str(prefix)})
+    assert abs(result.ratio_achieved - 0.3) < 0.08
+    data = json.loads(prefix.with_suffix(".json").read_text())
+    text = prefix.with_suffix(".txt").read_text().split()
+    assert [int(v) for v in text] == list(data["units"].values())
+    assert len(data["search"]["history"]) == 3
+    assert all(abs(sum(p) - 1) < 1e-5 for p in data["search"]["probabilities"].values())
+
+
+def test_dr_search_options_and_copy_semantics():
+    search = DRSearch(round_to=4)
+    assert search.options_for(64, 0.5) == [16, 20, 24, 28, 32]
+    assert search.options_for(8, 0.5) == [4]
+    model = tiny_drn()
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    compress(model, 0.0, strategy="dr-search", batches=batches(4, n=2),
+             strategy_options={"steps": 2})
+    after = model.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # search trains a copy
+
+
+def test_dr_search_needs_two_batches():
+    with pytest.raises(SrpruneError, match="at least 2 calibration batches"):
+        compress(tiny_drn(), 0.3, strategy="dr-search", batches=batches(4, n=1))
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    return folder
+
+
+def test_cli_dr_with_dr_search_and_finetune(photo_dir, tmp_path):
+    out = tmp_path / "m.srp"
+    args = ["compress", "drn-t", "--ratio", "0.5", "--criterion", "dr", "--strategy",
+            "dr-search", "--data", str(photo_dir), "--calib-batches", "2", "--calib-batch", "2",
+            "--calib-patch", "8", "--criterion-opt", "rounds=1", "--criterion-opt",
+            "sgd_steps=1", "--strategy-opt", "steps=2", "--finetune-steps", "2", "--finetune-patch", "8",
+            "--eval", str(photo_dir), "--out", str(out), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"quality_before", "quality_pruned", "quality_after", "finetune"} <= set(data)
+    assert data["finetune"]["steps"] == 2
+    assert out.exists()
+
+
+def test_cli_dr_without_data_exit_2(tmp_path):
+    result = CliRunner().invoke(main, ["compress", "drn-t", "--ratio", "0.5", "--criterion", "dr",
+                                       "--out", str(tmp_path / "m.srp")])
+    assert result.exit_code == 2 and "needs calibration images" in result.stderr
+
+
+def test_cli_data_at_the_wrong_scale_exit_2(tmp_path):
+    bench = tmp_path / "bench"
+    (bench / "HR").mkdir(parents=True)
+    (bench / "LR_bicubic" / "X4").mkdir(parents=True)
+    (bench / "LR_bicubic" / "X2").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(bench / "HR" / "a.png")
+    for f in (4, 2):  # LR files at the wrong size for their factor
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(
+            bench / "LR_bicubic" / f"X{f}" / f"ax{f}.png")
+    result = CliRunner().invoke(main, ["compress", "drn-t", "--ratio", "0.5", "--criterion", "dr",
+                                       "--data", str(bench), "--out", str(tmp_path / "m.srp")])
+    assert result.exit_code == 2 and "scale mismatch" in result.stderr
