@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import srprune
 from srprune.artifact import save_artifact
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--criterion", default="thinet")
+    parser.add_argument("--weights", default=None, help="trained checkpoint of the model")
     parser.add_argument("--data", default=None, help="HR image folder (default: built-in)")
     parser.add_argument("--out", default=None, help="artifact path (default: a temp folder)")
     parser.add_argument("--tiny", action="store_true", help="few small patches, cropped eval")
@@ -58,7 +60,8 @@ def main() -> None:
 
     batches, batch, patch = (1, 4, 12) if args.tiny else (4, 8, 24)
     calib = calibration(args.data, args.scale, batches, batch, patch)
-    model = build_model(args.model, args.scale)
+    torch.manual_seed(0)  # untrained models start from the same random weights every run
+    model = build_model(args.model, args.scale, weights=args.weights)
     before = copy.deepcopy(model)
     result = compress(model, args.ratio, criterion=args.criterion, batches=calib,
                       input_size=(patch, patch) if args.tiny else (96, 96))

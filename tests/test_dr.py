@@ -41,7 +41,7 @@ def test_dr_keeps_the_planned_counts_and_lowers_its_loss_versus_random():
     calib = batches(4)
     result = compress(tiny_drn(), 0.5, criterion="dr", batches=calib,
                       criterion_options=FAST, seed=1)
-    assert all(0 < w for w in result.plan["units"].values())
+    assert all(w > 0 for w in result.plan["units"].values())
     dr_model = result.model
     rnd = compress(tiny_drn(), 0.5, criterion="random", seed=1).model
     with torch.no_grad():
@@ -128,7 +128,8 @@ def test_cli_dr_with_dr_search_and_finetune(photo_dir, tmp_path):
     args = ["compress", "drn-t", "--ratio", "0.5", "--criterion", "dr", "--strategy",
             "dr-search", "--data", str(photo_dir), "--calib-batches", "2", "--calib-batch", "2",
             "--calib-patch", "8", "--criterion-opt", "rounds=1", "--criterion-opt",
-            "sgd_steps=1", "--strategy-opt", "steps=2", "--finetune-steps", "2", "--finetune-patch", "8",
+            "sgd_steps=1", "--strategy-opt", "steps=2", "--finetune-steps", "2",
+            "--finetune-patch", "8",
             "--eval", str(photo_dir), "--out", str(out), "--json"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

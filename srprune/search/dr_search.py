@@ -52,7 +52,8 @@ class DRSearch(Strategy):
             raise SrpruneError("dr-search needs steps >= 1, round_to >= 1 and min_width >= 1")
         self.steps, self.alpha_lr, self.alpha_wd = int(steps), float(alpha_lr), alpha_weight_decay
         self.weight_lr, self.dual_weight = float(weight_lr), float(dual_weight)
-        self.round_to, self.min_width, self.save, self.seed = int(round_to), int(min_width), save, seed
+        self.round_to, self.min_width = int(round_to), int(min_width)
+        self.save, self.seed = save, seed
         self.history: list[dict[str, float]] = []
 
     def options_for(self, width: int, ratio: float) -> list[int]:
