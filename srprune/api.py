@@ -24,7 +24,7 @@ def calibration_batches(data: str | Path | None, scale: int, n_batches: int, bat
         return []
     from srprune.data import PatchSampler, open_image_set
 
-    if not Path(data).is_dir():
+    if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
     sampler = PatchSampler(open_image_set(data, scale), scale, patch, batch, seed=seed)
     return [sampler.next_batch() for _ in range(n_batches)]
@@ -131,7 +131,7 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
 
     if out is not None:
         check_writable(out, force)
-    if not Path(data).is_dir():
+    if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
     is_artifact = isinstance(model, str) and _is_artifact(model)
     sr = _training_model(model, scale, weights)

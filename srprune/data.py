@@ -368,8 +368,30 @@ def builtin_eval_set(scale: int) -> ImageSet:
     return ImageSet.from_arrays(images, scale, description="scikit-image photos")
 
 
+BUILTIN_CALIBRATION = ("immunohistochemistry", "retina", "camera", "brick", "grass", "gravel",
+                       "coins", "moon")
+
+
+def builtin_calibration_set(scale: int) -> ImageSet:
+    """Photos bundled with scikit-image that are *not* in the evaluation set (no download).
+
+    For calibration and short fine-tuning when no folder is given (``--data builtin``); the
+    grey ones are replicated to three channels.
+    """
+
+    def loader(name: str) -> Callable[[], np.ndarray]:
+        def load() -> np.ndarray:
+            img = _builtin_loader(name)()
+            return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+        return load
+
+    images = [(name, loader(name)) for name in BUILTIN_CALIBRATION]
+    return ImageSet.from_arrays(images, scale, description="scikit-image calibration photos")
+
+
 def open_image_set(path: str | Path | None, scale: int) -> ImageSet:
-    """Pick the image source for ``path``.
+    """Pick the image source for ``path`` ("builtin": the calibration photos).
 
     ``None`` -> :func:`builtin_eval_set`; a folder with ``HR/`` and ``LR_bicubic/`` ->
     benchmark layout; a folder with only ``HR/`` -> those HR images with generated LR;
@@ -377,6 +399,8 @@ def open_image_set(path: str | Path | None, scale: int) -> ImageSet:
     """
     if path is None:
         return builtin_eval_set(scale)
+    if str(path) == "builtin":
+        return builtin_calibration_set(scale)
     folder = Path(path)
     if not folder.is_dir():
         raise SrpruneError(f"image folder not found: {folder}")

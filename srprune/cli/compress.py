@@ -37,7 +37,8 @@ from srprune.cli.common import (
 @click.option("--plan", "plan_file", type=click.Path(), default=None,
               help="Plan file for --strategy from-file (JSON or the authors' text format).")
 @click.option("--data", type=click.Path(), default=None,
-              help="Folder of HR images (or EDSR benchmark layout) for calibration.")
+              help="HR image folder (or EDSR benchmark layout) for calibration and "
+                   "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
 @click.option("--calib-batches", type=int, default=4, show_default=True)
 @click.option("--calib-batch", type=int, default=8, show_default=True)
 @click.option("--calib-patch", type=int, default=24, show_default=True, help="LR patch size.")

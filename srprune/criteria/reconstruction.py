@@ -323,6 +323,8 @@ def ridge_solve(cov: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Ten
     Cholesky when positive definite, else ``lstsq`` (gelsd, minimum norm, rcond 1e-10);
     ``None`` when the result is not finite.
     """
+    if not (bool(torch.isfinite(cov).all()) and bool(torch.isfinite(rhs).all())):
+        return None
     dim = cov.shape[0]
     scale = float(torch.trace(cov)) / dim if dim else 0.0
     alpha = ridge * scale if scale > 0 else ridge
@@ -331,7 +333,10 @@ def ridge_solve(cov: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Ten
     if int(info) == 0 and alpha > 0:
         sol = torch.cholesky_solve(rhs, chol)
     else:
-        sol = torch.linalg.lstsq(a, rhs, rcond=LSTSQ_RCOND, driver="gelsd").solution
+        try:
+            sol = torch.linalg.lstsq(a, rhs, rcond=LSTSQ_RCOND, driver="gelsd").solution
+        except RuntimeError:  # LAPACK failed to converge
+            return None
     return sol if bool(torch.isfinite(sol).all()) else None
 
 
