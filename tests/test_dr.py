@@ -51,6 +51,17 @@ def test_dr_keeps_the_planned_counts_and_lowers_its_loss_versus_random():
     assert dr_value < rnd_value
 
 
+def test_prefix_cache_changes_nothing_but_time():
+    states = []
+    for cache in (False, True):
+        torch.manual_seed(5)
+        model = tiny_drn()
+        compress(model, 0.5, criterion="dr", batches=batches(4),
+                 criterion_options={**FAST, "cache_prefix": cache}, seed=2)
+        states.append(model.net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_dr_is_deterministic_under_a_seed():
     runs = []
     for _ in range(2):

@@ -47,7 +47,7 @@ def test_single_output_models_chain_the_dual_nets():
     model = build_srnet(scale=4, n_feats=8, n_blocks=1)
     sampler = PatchSampler(images(), 4, 6, 2, seed=0)
     lr, hr = sampler.next_batch()
-    total, primal, dual = dr_loss(model, lr, hr)
+    _, _, dual = dr_loss(model, lr, hr)
     sr = model(lr[0])
     down2 = model.duals[1](sr)
     expect = (torch.nn.functional.l1_loss(down2, lr[1])

@@ -39,9 +39,11 @@ from srprune.cli.common import (
 @click.option("--data", type=click.Path(), default=None,
               help="HR image folder (or EDSR benchmark layout) for calibration and "
                    "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
-@click.option("--calib-batches", type=int, default=4, show_default=True)
-@click.option("--calib-batch", type=int, default=8, show_default=True)
-@click.option("--calib-patch", type=int, default=24, show_default=True, help="LR patch size.")
+@click.option("--preset", type=click.Choice(["fast", "default", "thorough"]), default="default",
+              show_default=True, help="Budget of calibration data and selection/search effort.")
+@click.option("--calib-batches", type=int, default=None, help="Calibration batches (preset).")
+@click.option("--calib-batch", type=int, default=None, help="Patches per batch (preset).")
+@click.option("--calib-patch", type=int, default=None, help="LR patch size (preset).")
 @click.option("--criterion-opt", multiple=True, metavar="KEY=VALUE",
               help="Criterion option (repeatable).")
 @click.option("--strategy-opt", multiple=True, metavar="KEY=VALUE",
@@ -61,15 +63,18 @@ from srprune.cli.common import (
 @json_option
 def command(model: str, scale: int | None, weights: str | None, ratio: float | None,
             criterion: str, strategy: str, scope: str, round_to: int, min_width: int,
-            plan_file: str | None, data: str | None, calib_batches: int, calib_batch: int,
-            calib_patch: int, criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
+            plan_file: str | None, data: str | None, preset: str, calib_batches: int | None,
+            calib_batch: int | None, calib_patch: int | None, criterion_opt: tuple[str, ...],
+            strategy_opt: tuple[str, ...],
             finetune_steps: int, finetune_lr: float, finetune_batch: int, finetune_patch: int,
             dual_weight: float, eval_data: str | None,
             seed: int, out: str, force: bool, as_json: bool) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
+    from srprune import presets
     from srprune.api import compress_model
     from srprune.checkpoint import check_writable
     from srprune.errors import SrpruneError
+    from srprune.plugins import CRITERIA, STRATEGIES
 
     check_writable(out, force)
     if ratio is None and strategy != "from-file":
@@ -80,6 +85,11 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
         strategy_options.setdefault("plan", plan_file)
+    budget = presets.preset(preset)
+    criterion_options = {**presets.criterion_defaults(preset, CRITERIA.get(criterion)),
+                         **parse_options(criterion_opt, "--criterion-opt")}
+    strategy_options = {**presets.strategy_defaults(preset, STRATEGIES.get(strategy)),
+                        **strategy_options}
     sr = load_model_arg(model, scale, weights)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
@@ -93,9 +103,11 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
 
         result = compress_model(
             sr, ratio=0.0 if ratio is None else ratio, criterion=criterion, strategy=strategy,
-            scope=scope, data=data, calib_batches=calib_batches, calib_batch=calib_batch,
-            calib_patch=calib_patch, criterion_options=parse_options(criterion_opt,
-                                                                     "--criterion-opt"),
+            scope=scope, data=data,
+            calib_batches=calib_batches or budget["calib_batches"],
+            calib_batch=calib_batch or budget["calib_batch"],
+            calib_patch=calib_patch or budget["calib_patch"],
+            criterion_options=criterion_options,
             strategy_options=strategy_options, seed=seed, out=out, force=force,
             progress=progress, source=model, finetune_steps=finetune_steps,
             finetune_lr=finetune_lr, finetune_batch=finetune_batch,

@@ -15,7 +15,7 @@ parameter stays frozen. Subclasses define ``aux_loss``.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
 from srprune.errors import SrpruneError
+from srprune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
 
@@ -41,6 +42,8 @@ class GreedyGradientSelection(SelectionCriterion):
     * ``reconstruction_weight`` (1.0): weight of the feature-reconstruction term L_M.
     * ``gamma`` (1.0): weight of the auxiliary (image-level) loss.
     * ``max_batches`` (0 = all): calibration batches used per gradient pass.
+    * ``cache_prefix`` (True): replay the frozen layers before the consumer from a per-batch
+      cache instead of recomputing them (same result, less time).
     """
 
     needs_data = True
@@ -48,7 +51,7 @@ class GreedyGradientSelection(SelectionCriterion):
 
     def __init__(self, rounds: int = 4, sgd_steps: int = 4, lr: float = 5e-5,
                  variant: str = "summed", reconstruction_weight: float = 1.0,
-                 gamma: float = 1.0, max_batches: int = 0) -> None:
+                 gamma: float = 1.0, max_batches: int = 0, cache_prefix: bool = True) -> None:
         if variant not in VARIANTS:
             raise SrpruneError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         if rounds < 1 or sgd_steps < 0 or lr <= 0:
@@ -57,6 +60,8 @@ class GreedyGradientSelection(SelectionCriterion):
         self.variant = variant
         self.reconstruction_weight, self.gamma = float(reconstruction_weight), float(gamma)
         self.max_batches = int(max_batches)
+        self.cache_prefix = bool(cache_prefix)
+        self._cache: PrefixCache | None = None
 
     # -- hooks for subclasses -------------------------------------------------------
 
@@ -81,6 +86,9 @@ class GreedyGradientSelection(SelectionCriterion):
         if not consumers:
             raise SrpruneError(f"unit {unit.name} has no conv consumer to select channels on")
         targets = self._original_outputs(ctx, consumers, batches)
+        self._cache = (PrefixCache(ctx.model.net, [m for _, m, _ in consumers],
+                                   [lr[0].to(ctx.device) for lr, _ in batches])
+                       if self.cache_prefix else None)
         with _trainable_consumers(ctx.model, consumers) as (weights, originals):
             selected: list[int] = []
             per_round = math.ceil(n_keep / self.rounds)
@@ -110,7 +118,8 @@ class GreedyGradientSelection(SelectionCriterion):
         lr_pyramid, hr = batch
         lr_pyramid = [t.to(ctx.device) for t in lr_pyramid]
         hr = hr.to(ctx.device)
-        with _capture_many([m for _, m, _ in consumers]) as outs:
+        replay = self._cache.replay(batch_no) if self._cache is not None else nullcontext()
+        with _capture_many([m for _, m, _ in consumers]) as outs, replay:
             outputs = ctx.model.outputs(lr_pyramid[0])
         loss = hr.new_zeros(())
         if self.reconstruction_weight:
