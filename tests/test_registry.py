@@ -1,0 +1,61 @@
+"""Registries: built-ins, entry-point plugins, duplicate names."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from srprune import plugins
+from srprune.criteria import ScoreCriterion
+from srprune.errors import SrpruneError
+
+
+class Dummy(ScoreCriterion):
+    """A dummy plugin criterion."""
+
+
+def test_duplicate_names_raise_and_name_both_sources():
+    reg = plugins.Registry("criteria")
+    reg._loaded = True
+    reg.add("x", Dummy, "pkg_a.mod")
+    with pytest.raises(SrpruneError, match="duplicate criteria name"):
+        reg.add("x", Dummy, "pkg_b.mod")
+    try:
+        reg.add("x", Dummy, "pkg_b.mod")
+    except SrpruneError as exc:
+        assert "pkg_a.mod" in str(exc) and "pkg_b.mod" in str(exc)
+
+
+def test_entry_points_are_loaded_and_clashes_reported(monkeypatch):
+    from srprune.criteria.magnitude import L1Magnitude
+
+    value = "srprune.criteria.magnitude:L1Magnitude"
+    eps = [EntryPoint(name="dummy", value=value, group="srprune.criteria")]
+    monkeypatch.setattr(plugins, "entry_points",
+                        lambda group: eps if group == "srprune.criteria" else [])
+    reg = plugins.Registry("criteria")
+    assert reg.get("dummy") is L1Magnitude
+    assert "l1" in reg.names()
+    assert reg.source("dummy") == f"entry point {value}"
+
+    clash = [EntryPoint(name="l1", value=value,
+                        group="srprune.criteria")]
+    monkeypatch.setattr(plugins, "entry_points",
+                        lambda group: clash if group == "srprune.criteria" else [])
+    with pytest.raises(SrpruneError, match="duplicate .* 'l1'.*entry point"):
+        plugins.Registry("criteria").names()
+
+
+def test_broken_plugin_is_one_clear_error(monkeypatch):
+    eps = [EntryPoint(name="broken", value="no_such_module_xyz:thing",
+                      group="srprune.search")]
+    monkeypatch.setattr(plugins, "entry_points",
+                        lambda group: eps if group == "srprune.search" else [])
+    with pytest.raises(SrpruneError, match="plugin 'broken'.*failed to load"):
+        plugins.Registry("strategies").names()
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(SrpruneError, match="unknown strategy 'zzz'; known: .*uniform"):
+        plugins.STRATEGIES.get("zzz")
