@@ -12,6 +12,7 @@ OUT := out
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e plugins/srprune-hrank
 	touch $(STAMP)
 
 install: $(STAMP)

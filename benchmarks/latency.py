@@ -81,7 +81,8 @@ def markdown(group: str, rows: list[dict]) -> str:
     base = rows[0]
     has_roof = "roofline" in base
     head = ["model", "params", "GMACs", "MACs ratio", "median ms", "p10-p90 ms",
-            "latency ratio", "speed-up", "GFLOP/s", "CPU/wall"]
+            "latency ratio", "speed-up", "GFLOP/s", "CPU/wall", "CPU-time median ms",
+            "CPU-time ratio"]
     head += ["efficiency"] if has_roof else []
     lines = [f"**{group}**, {base['threads']} thread(s), {base['input_size'][0]}x"
              f"{base['input_size'][1]} LR, {base['runs']} runs + {base['warmup']} warm-up",
@@ -92,7 +93,9 @@ def markdown(group: str, rows: list[dict]) -> str:
                  ratio(r["macs"], base["macs"]), f"{lat['median']:.1f}",
                  f"{lat['p10']:.1f}-{lat['p90']:.1f}",
                  ratio(lat["median"], base["latency_ms"]["median"]), f"{r['speedup']:.2f}x",
-                 f"{r['gflops']:.1f}", f"{r['cpu_per_wall']:.2f}"]
+                 f"{r['gflops']:.1f}", f"{r['cpu_per_wall']:.2f}",
+                 f"{r['cpu_time_ms']['median']:.1f}",
+                 ratio(r["cpu_time_ms"]["median"], base["cpu_time_ms"]["median"])]
         if has_roof:
             cells.append(f"{r['roofline']['efficiency']:.1%}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -121,16 +124,22 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def spread(paths: list[str]) -> None:
-    """Medians of the same models across runs, and max/min - 1 per model."""
+    """Wall and CPU-time medians of the same models across runs; spread = max/min - 1."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    head = ["threads", "group", "model"] + [f"run {i + 1} ms" for i in range(len(runs))]
-    print("| " + " | ".join([*head, "spread"]) + " |\n|" + "---|" * (len(head) + 1))
+    n = range(1, len(runs) + 1)
+    head = ["threads", "group", "model", *(f"run {i} ms" for i in n), "spread",
+            *(f"run {i} CPU ms" for i in n), "CPU spread", "min CPU/wall"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for threads, groups in runs[0]["results"].items():
         for group, rows in groups.items():
             for i, row in enumerate(rows):
-                meds = [r["results"][threads][group][i]["latency_ms"]["median"] for r in runs]
-                cells = [threads, group, row["model"], *(f"{m:.1f}" for m in meds),
-                         f"{max(meds) / min(meds) - 1:.1%}"]
+                same = [r["results"][threads][group][i] for r in runs]
+                wall = [r["latency_ms"]["median"] for r in same]
+                cpu = [r["cpu_time_ms"]["median"] for r in same]
+                cells = [threads, group, row["model"], *(f"{m:.1f}" for m in wall),
+                         f"{max(wall) / min(wall) - 1:.1%}", *(f"{m:.1f}" for m in cpu),
+                         f"{max(cpu) / min(cpu) - 1:.1%}",
+                         f"{min(r['cpu_per_wall'] for r in same):.2f}"]
                 print("| " + " | ".join(cells) + " |")
 
 

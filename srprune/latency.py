@@ -8,7 +8,10 @@ Protocol (see the README section on ``srprune bench``):
 * warm-up rounds, then ``runs`` timed rounds; every round calls each model once in order
   (A B C A B C ...) so slow machine drift hits all models alike; ``time.perf_counter``;
   the garbage collector is paused while timing;
-* median, p10 and p90 per model; speed-up = median of the first model / median of each.
+* median, p10 and p90 per model; speed-up = median of the first model / median of each;
+* beside wall time, the process CPU time of every call: CPU/wall far below the thread count
+  flags a busy machine (the wall times are then inflated), and at one thread the CPU-time
+  median is a contention-robust estimate of the latency.
 """
 
 from __future__ import annotations
@@ -86,12 +89,14 @@ class LatencyResult:
     stats: LatencyStats
     speedup: float
     samples_ms: list[float] = field(default_factory=list, repr=False)
+    cpu_stats: LatencyStats | None = None
 
     def as_dict(self) -> dict:
         return {"name": self.name, "backend": self.backend, "threads": self.threads,
                 "input_shape": list(self.input_shape), "latency_ms": self.stats.as_dict(),
                 "mean_ms": self.stats.mean, "runs": self.stats.runs, "speedup": self.speedup,
-                "cpu_per_wall": self.stats.cpu_per_wall}
+                "cpu_per_wall": self.stats.cpu_per_wall,
+                "cpu_time_ms": self.cpu_stats.as_dict() if self.cpu_stats else None}
 
 
 def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
@@ -153,11 +158,12 @@ def time_interleaved(fns: Sequence[Callable[[], object]], runs: int, warmup: int
 
 def _results(names: Sequence[str], backend: str, threads: int, shape: tuple[int, ...],
              timings: Timings) -> list[LatencyResult]:
-    stats = [LatencyStats.from_samples(w, c)
-             for w, c in zip(timings.wall_ms, timings.cpu_ms, strict=True)]
+    pairs = list(zip(timings.wall_ms, timings.cpu_ms, strict=True))
+    stats = [LatencyStats.from_samples(w, c) for w, c in pairs]
     base = stats[0].median
-    return [LatencyResult(n, backend, threads, shape, st, base / st.median, w)
-            for n, st, w in zip(names, stats, timings.wall_ms, strict=True)]
+    return [LatencyResult(n, backend, threads, shape, st, base / st.median, w,
+                          LatencyStats.from_samples(c))
+            for n, st, (w, c) in zip(names, stats, pairs, strict=True)]
 
 
 def _names(names: Sequence[str] | None, n: int) -> list[str]:
@@ -228,6 +234,7 @@ class BenchRecord:
     latency: LatencyStats
     speedup: float
     gflops: float
+    cpu_time: LatencyStats | None = None
     torch_latency: LatencyStats | None = None
     torch_speedup: float | None = None
     roofline: dict | None = None
@@ -242,6 +249,7 @@ class BenchRecord:
             "parity_max_abs_diff": self.parity_max_abs_diff,
             "latency_ms": self.latency.as_dict(), "speedup": self.speedup, "gflops": self.gflops,
             "cpu_per_wall": self.latency.cpu_per_wall,
+            "cpu_time_ms": self.cpu_time.as_dict() if self.cpu_time is not None else None,
             "onnxruntime": ort.__version__,
         }
         if self.torch_latency is not None:
@@ -318,7 +326,7 @@ def benchmark(models: Sequence[tuple[str, SRModel]], input_size: tuple[int, int]
             label, model.scale, cost.params, cost.macs, cost.paper_macs, tuple(input_size),
             threads, runs, warmup, exports[i].opset, exports[i].exporter,
             parities[i].max_abs_diff, res.stats, res.speedup,
-            achieved_gflops(cost.macs, res.stats.median),
+            achieved_gflops(cost.macs, res.stats.median), res.cpu_stats,
             onnx_file=str(paths[i]) if onnx_dir is not None else None,
         )
         if eager is not None:

@@ -341,3 +341,17 @@ def test_drn_pixel_shuffle_unit():
     kept = ThiNet(update="full").select(unit, 16, ctx)
     ctx.graph.prune(unit, kept)
     assert len(kept) == 16 and all_finite(model)
+
+
+def test_original_target_follows_consumer_outputs_pruned_earlier():
+    model = tiny_model()
+    ctx = context(model, make_batches())
+    trunk = next(u for u in ctx.graph.units("all") if u.kind == "trunk")
+    kept = ChannelPruning().select(trunk, 6, ctx)
+    ctx.graph.prune(trunk, kept)
+    unit = ctx.graph.units()[0]  # block 0: its consumer conv2 writes the pruned trunk
+    original = collect_stats(unit, ctx, 4000, "original", "test")[0]
+    current = collect_stats(unit, ctx, 4000, "current", "test")[0]
+    assert original.sum_y.shape == current.sum_y.shape == (6,)
+    # the same six channels, up to the trunk's reconstruction error
+    assert float((original.sum_y - current.sum_y).norm()) < 0.1 * float(current.sum_y.norm())

@@ -1,6 +1,6 @@
 """Channel-selection criteria; importing this package registers the built-ins."""
 
-from srprune.criteria import dr, magnitude  # noqa: F401  (registers dr, l1, random)
+from srprune.criteria import cp, dcp, dr, magnitude, thinet  # noqa: F401  (registers built-ins)
 from srprune.criteria.base import (
     Criterion,
     ScoreCriterion,

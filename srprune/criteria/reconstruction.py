@@ -82,7 +82,8 @@ class ConsumerStats:
     def kept_inputs(self, kept: list[int]) -> torch.Tensor:
         """Consumer input channels that survive when the unit keeps ``kept`` (sorted)."""
         drop = torch.zeros(self.module.in_channels, dtype=torch.bool)
-        dropped = [j for j in range(self.index.shape[0]) if j not in set(kept)]
+        keep = set(kept)
+        dropped = [j for j in range(self.index.shape[0]) if j not in keep]
         if dropped:
             drop[self.index[dropped].flatten()] = True
         return torch.nonzero(~drop).flatten()
