@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> dict:
     meta["loadavg_end"] = list(os.getloadavg())
     if roof is not None:
         meta["sgemm_gflops"] = roof.as_dict()["sgemm_gflops"]
+        meta["sgemm_cpu_per_wall"] = roof.as_dict()["sgemm_cpu_per_wall"]
     print("```\n" + json.dumps(meta, indent=1) + "\n```")
     return {"meta": meta, "results": results}
 

@@ -37,13 +37,31 @@ def tiny_drn():
     return build_model("drn-t", 4, pretrained=False, n_blocks=1)
 
 
+def trained_tiny_drn():
+    """A tiny DRN after a short DR training on smooth images (seeded, ~1 s)."""
+    from srprune.data import PatchSampler
+    from srprune.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    imgs = [np.stack([np.sin(xx / (5 + i)) * 100 + 128, np.cos(yy / (7 + i)) * 100 + 128,
+                      (xx + yy) % 255], axis=2).astype(np.uint8) for i in range(3)]
+    model = tiny_drn()
+    Trainer(model, PatchSampler(imgs, 4, 8, 4, seed=0),
+            TrainConfig(steps=40, batch=4, patch=8, lr=2e-3)).run()
+    return model, PatchSampler(imgs, 4, 8, 4, seed=9)
+
+
 def test_dr_keeps_the_planned_counts_and_lowers_its_loss_versus_random():
-    calib = batches(4)
-    result = compress(tiny_drn(), 0.5, criterion="dr", batches=calib,
+    import copy
+
+    trained, sampler = trained_tiny_drn()
+    calib = [sampler.next_batch() for _ in range(2)]
+    result = compress(copy.deepcopy(trained), 0.5, criterion="dr", batches=calib,
                       criterion_options=FAST, seed=1)
     assert all(w > 0 for w in result.plan["units"].values())
     dr_model = result.model
-    rnd = compress(tiny_drn(), 0.5, criterion="random", seed=1).model
+    rnd = compress(copy.deepcopy(trained), 0.5, criterion="random", seed=1).model
     with torch.no_grad():
         dr_value = sum(dr_loss(dr_model, lr, hr)[0] for lr, hr in calib)
         rnd_value = sum(dr_loss(rnd, lr, hr)[0] for lr, hr in calib)

@@ -114,4 +114,5 @@ def test_roofline_arithmetic_and_measurement() -> None:
     assert roof.sgemm_gflops[1] > 0
     assert roof.peak(1) == roof.sgemm_gflops[1]
     assert set(roof.as_dict()["sgemm_gflops"]) == {"1"}
+    assert 0 < roof.cpu_per_wall[1] < 1.5  # one thread: CPU time <= wall time
     assert Roofline({2: 10.0}).peak(2) == 10.0

@@ -20,6 +20,8 @@ from srprune.cli.common import (
     scale_option,
 )
 
+BUSY_CPU_PER_WALL = 0.9  # per thread; below it the process waited for a CPU
+
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL_OR_FILE...")
@@ -65,8 +67,9 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
             add_roofline(records, measure_roofline(sorted({1, threads, available_cpus()})))
     if as_json:
         print_json([rec.as_dict() for rec in records])
-        return
-    _print_table(records, with_torch, roofline)
+    else:
+        _print_table(records, with_torch, roofline)
+    _warn_if_busy(records)
 
 
 def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
@@ -99,9 +102,18 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
     note = (f"opset {first.opset} ({first.exporter} exporter); max |torch - ORT| {worst:.2g} "
             f"on 0..255; MACs = conv/linear multiply-accumulates")
     ratios = [rec.latency.cpu_per_wall for rec in records]
-    note += (f"; CPU/wall time {min(ratios):.2f}-{max(ratios):.2f} (about the thread count when "
-             "no other process competes)")
+    note += f"; CPU/wall time {min(ratios):.2f}-{max(ratios):.2f}"
     if roofline:
         sgemm = ", ".join(f"{t} thr {g:.0f}" for t, g in first.roofline["sgemm_gflops"].items())
         note += f"; SGEMM GFLOP/s: {sgemm}"
     out.print(note)
+
+
+def _warn_if_busy(records: list) -> None:
+    """Say so on stderr when the timed process had to wait for a CPU."""
+    ratio = min(rec.latency.cpu_per_wall for rec in records)
+    threads = records[0].threads
+    if ratio < BUSY_CPU_PER_WALL * threads:
+        err_console.print(f"[yellow]warning:[/] CPU/wall time {ratio:.2f} is well below "
+                          f"{threads} (the thread count): other processes competed for the "
+                          "CPUs, so these latencies are inflated")
