@@ -73,8 +73,8 @@ class DRSearch(Strategy):
         torch.manual_seed(self.seed)
         model = ensure_duals(copy.deepcopy(ctx.model)).to(ctx.device)
         options = {u.name: self.options_for(u.width, ratio) for u in units}
-        alphas = {u.name: (1e-3 * torch.randn(len(options[u.name]))).requires_grad_()
-                  for u in units}
+        alphas = {u.name: (1e-3 * torch.randn(len(options[u.name]))).to(ctx.device)
+                  .requires_grad_() for u in units}
         consumers = _consumers(model, units)
         weights = [p for p in model.net.parameters() if p.requires_grad]
         weights += list(model.duals.parameters())
@@ -150,14 +150,14 @@ def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor, k: tor
     def hook(module: nn.Module, inputs: tuple) -> tuple:
         x = inputs[0]
         with torch.no_grad():  # rank unit channels by the L1 norm of the consumer's columns
-            norms = conv.weight.abs().sum((0, 2, 3))[index].sum(1)
+            norms = conv.weight.abs().sum((0, 2, 3))[index.to(conv.weight.device)].sum(1)
             order = norms.argsort(descending=True)
             rank = torch.empty_like(order)
             rank[order] = torch.arange(len(order), device=order.device)
         inside = (rank[None, :] < k[:, None].to(rank.device)).to(x.dtype)  # options x width
         unit_mask = alpha.softmax(0).to(x.dtype) @ inside
         channel_mask = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
-        channel_mask = channel_mask.index_put((index.flatten(),),
+        channel_mask = channel_mask.index_put((index.flatten().to(x.device),),
                                               unit_mask.repeat_interleave(index.shape[1]))
         return (x * channel_mask.view(1, -1, 1, 1), *inputs[1:])
 
