@@ -7,6 +7,7 @@ Groups (each timed interleaved in one process, speed-ups against the group's fir
 
   python benchmarks/latency.py run --group all --threads 1 --runs 10 --warmup 2 --json a.json
   python benchmarks/latency.py spread a.json b.json      # run-to-run spread of two runs
+  python benchmarks/latency.py table a.json              # re-print a saved run's tables
 Latency does not depend on the weights, so models are built without pretrained weights.
 """
 
@@ -25,11 +26,13 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from srprune.cost import model_cost
 from srprune.latency import add_roofline, benchmark
 from srprune.models import build_model
 from srprune.models.channel_config import CONFIG_DIR, read_widths
 from srprune.models.drn import full_widths
 from srprune.models.srmodel import SRModel
+from srprune.models.zoo import build_drn
 from srprune.roofline import available_cpus, measure_roofline
 
 DRN_S = {"n_feats": 16, "n_blocks": 30}
@@ -76,13 +79,28 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.3f}"
 
 
+def padded_macs(model: SRModel, input_size: tuple[int, int], multiple: int = 16) -> int:
+    """MACs with every pruned inner width rounded up to ``multiple``.
+
+    On AVX-512 machines ONNX Runtime's NCHWc convolutions pad output channels to blocks of 16
+    (MLAS ``NchwcBlockSize``), so this is closer to the arithmetic ORT really does.
+    """
+    cfg = model.config
+    if "widths" not in cfg:
+        return model_cost(model, input_size).macs
+    full = full_widths(model.scale, cfg["n_feats"], cfg["n_blocks"]).as_lines()
+    padded = build_drn(model.scale, cfg["n_feats"], cfg["n_blocks"],
+                       widths=round_up(list(cfg["widths"]), full, multiple), duals=False)
+    return model_cost(padded, input_size).macs
+
+
 def markdown(group: str, rows: list[dict]) -> str:
     """One markdown table: costs and latencies relative to the group's first model."""
     base = rows[0]
     has_roof = "roofline" in base
-    head = ["model", "params", "GMACs", "MACs ratio", "median ms", "p10-p90 ms",
-            "latency ratio", "speed-up", "GFLOP/s", "CPU/wall", "CPU-time median ms",
-            "CPU-time ratio"]
+    head = ["model", "params", "GMACs", "MACs ratio", "MACs ratio, widths padded to 16",
+            "median ms", "p10-p90 ms", "latency ratio", "speed-up", "GFLOP/s", "CPU/wall",
+            "CPU-time median ms"]
     head += ["efficiency"] if has_roof else []
     lines = [f"**{group}**, {base['threads']} thread(s), {base['input_size'][0]}x"
              f"{base['input_size'][1]} LR, {base['runs']} runs + {base['warmup']} warm-up",
@@ -90,16 +108,25 @@ def markdown(group: str, rows: list[dict]) -> str:
     for r in rows:
         lat = r["latency_ms"]
         cells = [r["model"], f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}",
-                 ratio(r["macs"], base["macs"]), f"{lat['median']:.1f}",
-                 f"{lat['p10']:.1f}-{lat['p90']:.1f}",
+                 ratio(r["macs"], base["macs"]), ratio(r["padded16_macs"], base["padded16_macs"]),
+                 f"{lat['median']:.1f}", f"{lat['p10']:.1f}-{lat['p90']:.1f}",
                  ratio(lat["median"], base["latency_ms"]["median"]), f"{r['speedup']:.2f}x",
                  f"{r['gflops']:.1f}", f"{r['cpu_per_wall']:.2f}",
-                 f"{r['cpu_time_ms']['median']:.1f}",
-                 ratio(r["cpu_time_ms"]["median"], base["cpu_time_ms"]["median"])]
+                 f"{r['cpu_time_ms']['median']:.1f}"]
         if has_roof:
             cells.append(f"{r['roofline']['efficiency']:.1%}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def add_padded_macs(group: str, rows: list[dict]) -> None:
+    """Fill ``padded16_macs`` in saved rows (older JSON files lack it)."""
+    if all("padded16_macs" in r for r in rows):
+        return
+    size = tuple(rows[0]["input_size"])
+    models = dict(group_models(group))
+    for r in rows:
+        r["padded16_macs"] = padded_macs(models[r["model"]], size)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -110,10 +137,11 @@ def run(args: argparse.Namespace) -> dict:
     for threads in args.threads:
         for group in groups:
             records = benchmark(group_models(group), tuple(args.input_size), threads=threads,
-                                runs=args.runs, warmup=args.warmup)
+                                runs=args.runs, warmup=args.warmup, roofline=args.roofline)
             if roof is not None:
                 add_roofline(records, roof)
             rows = [r.as_dict() for r in records]
+            add_padded_macs(group, rows)
             results.setdefault(str(threads), {})[group] = rows
             print(markdown(group, rows) + "\n", flush=True)
     meta["loadavg_end"] = list(os.getloadavg())
@@ -122,6 +150,21 @@ def run(args: argparse.Namespace) -> dict:
         meta["sgemm_cpu_per_wall"] = roof.as_dict()["sgemm_cpu_per_wall"]
     print("```\n" + json.dumps(meta, indent=1) + "\n```")
     return {"meta": meta, "results": results}
+
+
+def tables(paths: list[str]) -> None:
+    """Re-print the markdown tables of saved runs."""
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for groups in data["results"].values():
+            for group, rows in groups.items():
+                add_padded_macs(group, rows)
+                print(markdown(group, rows) + "\n")
+        meta = data["meta"]
+        print(f"{meta['date']}, {meta['cpu']}, CPUs {meta['affinity']} of "
+              f"{meta['logical_cpus']}, load {meta['loadavg_start'][0]:.2f}, ORT "
+              f"{meta['onnxruntime']}, SGEMM GFLOP/s {meta.get('sgemm_gflops')}\n"
+              f"`{meta['command']}`\n")
 
 
 def spread(paths: list[str]) -> None:
@@ -157,9 +200,11 @@ def main() -> None:
     p_run.add_argument("--json", type=Path, default=None, help="write all records here")
     p_spread = sub.add_parser("spread", help="compare medians of saved runs")
     p_spread.add_argument("files", nargs="+")
+    p_table = sub.add_parser("table", help="re-print the tables of saved runs")
+    p_table.add_argument("files", nargs="+")
     args = parser.parse_args()
-    if args.cmd == "spread":
-        spread(args.files)
+    if args.cmd in ("spread", "table"):
+        (spread if args.cmd == "spread" else tables)(args.files)
         return
     data = run(args)
     if args.json is not None:

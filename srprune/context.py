@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,22 +46,36 @@ class PruneContext:
 
     def capture(self, name: str, batches: list[Batch] | None = None, original: bool = False,
                 what: str = "input") -> list[torch.Tensor]:
-        """Inputs (or outputs) of layer ``name`` on each batch, without gradients."""
+        """Inputs (or outputs) of layer ``name`` on each batch, without gradients.
+
+        The forward pass stops right after the layer's first call: nothing later is computed.
+        """
         sr = self.original if original else self.model
         module = dict(sr.net.named_modules())[name]
-        with capture_layer(module, what) as store, torch.no_grad():
+        with capture_layer(module, what, stop=True) as store, torch.no_grad():
             for lr, _ in batches if batches is not None else self.batches:
-                sr.net(lr[0].to(self.device))
+                with suppress(StopForward):
+                    sr.net(lr[0].to(self.device))
         return store
 
 
+class StopForward(Exception):
+    """Raised by a hook to end a forward pass once the wanted tensor is captured."""
+
+
 @contextmanager
-def capture_layer(module: nn.Module, what: str = "input") -> Iterator[list[torch.Tensor]]:
-    """Collect a layer's first input or its output on each call while in the block."""
+def capture_layer(module: nn.Module, what: str = "input",
+                  stop: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Collect a layer's first input or its output on each call while in the block.
+
+    With ``stop`` the hook raises :class:`StopForward` after recording (caller catches it).
+    """
     store: list[torch.Tensor] = []
 
     def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         store.append((inputs[0] if what == "input" else output).detach())
+        if stop:
+            raise StopForward
 
     handle = module.register_forward_hook(hook)
     try:

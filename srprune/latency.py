@@ -10,8 +10,9 @@ Protocol (see the README section on ``srprune bench``):
   the garbage collector is paused while timing;
 * median, p10 and p90 per model; speed-up = median of the first model / median of each;
 * beside wall time, the process CPU time of every call: CPU/wall far below the thread count
-  flags a busy machine (the wall times are then inflated), and at one thread the CPU-time
-  median is a contention-robust estimate of the latency.
+  flags a busy machine (the wall times are then inflated). At one thread the CPU-time median
+  is far less sensitive to other processes (on a 2-core VM shared 2-3 ways it grew 5-10 %
+  while wall time tripled), but it is no substitute for a quiet machine.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.models.srmodel import SRModel
-from srprune.roofline import Roofline, achieved_gflops
+from srprune.roofline import (
+    INTERLEAVED_N,
+    Roofline,
+    achieved_gflops,
+    sgemm_model,
+    sgemm_rate,
+    sgemm_runner,
+)
 
 Step = Callable[[], None]
 
@@ -177,16 +185,21 @@ def _names(names: Sequence[str] | None, n: int) -> list[str]:
 def ort_latency(paths: Sequence[str | Path], input_size: tuple[int, int],
                 names: Sequence[str] | None = None, threads: int = 1, runs: int = 20,
                 warmup: int = 3, batch: int = 1, rgb_range: float = 255.0, seed: int = 0,
-                on_step: Step | None = None) -> list[LatencyResult]:
-    """Interleaved ORT CPU latency of several ONNX files on one input."""
+                on_step: Step | None = None,
+                extra: Sequence[tuple[str, Callable[[], object]]] = ()) -> list[LatencyResult]:
+    """Interleaved ORT CPU latency of several ONNX files on one input.
+
+    ``extra`` (name, function) pairs are timed in the same rounds, after the models, and
+    their results follow the models' (used for the interleaved SGEMM reference).
+    """
     if not paths:
         raise ValueError("no models to time")
-    names = _names(names, len(paths))
+    names = [*_names(names, len(paths)), *(name for name, _ in extra)]
     x = random_input(input_size, batch, rgb_range, seed)
     sessions = [make_session(p, threads) for p in paths]
     feeds = [{s.get_inputs()[0].name: x} for s in sessions]
     fns = [lambda s=s, f=f: s.run(None, f) for s, f in zip(sessions, feeds, strict=True)]
-    timings = time_interleaved(fns, runs, warmup, on_step)
+    timings = time_interleaved([*fns, *(fn for _, fn in extra)], runs, warmup, on_step)
     return _results(names, "onnxruntime", threads, x.shape, timings)
 
 
@@ -262,9 +275,11 @@ class BenchRecord:
         return data
 
 
-def bench_steps(n_models: int, runs: int, warmup: int, with_torch: bool = False) -> int:
+def bench_steps(n_models: int, runs: int, warmup: int, with_torch: bool = False,
+                roofline: bool = False) -> int:
     """How many times :func:`benchmark` calls ``on_step`` (for progress bars)."""
-    return 2 * n_models + n_models * (runs + warmup) * (2 if with_torch else 1)
+    timed = (n_models + roofline) + (n_models if with_torch else 0)
+    return 2 * n_models + timed * (runs + warmup)
 
 
 def onnx_file_names(labels: Sequence[str], scales: Sequence[int]) -> list[str]:
@@ -280,12 +295,13 @@ def onnx_file_names(labels: Sequence[str], scales: Sequence[int]) -> list[str]:
 def benchmark(models: Sequence[tuple[str, SRModel]], input_size: tuple[int, int],
               threads: int = 1, runs: int = 20, warmup: int = 3,
               onnx_dir: str | Path | None = None, force: bool = False,
-              with_torch: bool = False,
+              with_torch: bool = False, roofline: bool = False,
               on_step: Callable[[str], None] | None = None) -> list[BenchRecord]:
     """Cost, export + parity, then interleaved latency of ``(label, model)`` pairs.
 
     ONNX files go to ``onnx_dir`` (kept; existing files are refused unless ``force``) or to a
     temporary folder that is removed afterwards. Speed-ups are relative to the first model.
+    ``roofline`` times an n=1024 SGEMM graph in the same rounds and rates each model against it.
     """
     from srprune.export import check_input_size, check_parity, export_onnx
 
@@ -313,8 +329,14 @@ def benchmark(models: Sequence[tuple[str, SRModel]], input_size: tuple[int, int]
             step(f"export {label}")
             parities.append(check_parity(model, path, input_size, threads=threads, name=label))
             step(f"parity {label}")
+        extra = []
+        if roofline:
+            n = INTERLEAVED_N
+            sgemm_path = sgemm_model(Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="srprune-sgemm-"))) / "sgemm.onnx", n)
+            extra = [("sgemm", sgemm_runner(sgemm_path, n, threads))]
         timed = ort_latency(paths, input_size, labels, threads, runs, warmup,
-                            on_step=lambda: step("onnxruntime"))
+                            on_step=lambda: step("onnxruntime"), extra=extra)
     eager = None
     if with_torch:
         eager = torch_latency([m.final_output_module() for _, m in models], input_size, labels,
@@ -331,13 +353,24 @@ def benchmark(models: Sequence[tuple[str, SRModel]], input_size: tuple[int, int]
         )
         if eager is not None:
             rec.torch_latency, rec.torch_speedup = eager[i].stats, eager[i].speedup
+        if roofline:
+            peak = sgemm_rate(INTERLEAVED_N, timed[-1].stats.median)
+            rec.roofline = {"peak_gflops": peak, "efficiency": rec.gflops / peak,
+                            "peak_source": f"interleaved onnxruntime MatMul n={INTERLEAVED_N}"}
         records.append(rec)
     return records
 
 
 def add_roofline(records: Sequence[BenchRecord], roofline: Roofline) -> None:
-    """Fill each record's ``roofline``: SGEMM peak at its thread count and efficiency."""
+    """Add standalone SGEMM peaks to each record's ``roofline``.
+
+    Records timed with ``benchmark(roofline=True)`` keep their interleaved peak and efficiency;
+    the others are rated against the standalone peak at their thread count.
+    """
     for rec in records:
-        peak = roofline.peak(rec.threads)
-        rec.roofline = {"peak_gflops": peak, "efficiency": rec.gflops / peak,
-                        **roofline.as_dict()}
+        data = dict(rec.roofline or {})
+        if "peak_gflops" not in data:
+            peak = roofline.peak(rec.threads)
+            data.update(peak_gflops=peak, efficiency=rec.gflops / peak,
+                        peak_source="standalone onnxruntime MatMul")
+        rec.roofline = {**data, **roofline.as_dict()}

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from srprune.context import StopForward
+
 
 class PrefixCache:
     """Per-batch outputs of the modules that finish before ``stop_modules`` first run."""
@@ -46,12 +48,19 @@ class PrefixCache:
             if isinstance(out, torch.Tensor):
                 outs[module] = out.detach()
 
+        def halt(module: nn.Module, args: tuple) -> None:
+            raise StopForward  # nothing after the first stop module is needed
+
         modules = [m for m in self.net.modules() if m is not self.net]
         handles = [m.register_forward_pre_hook(pre) for m in modules]
         handles += [m.register_forward_hook(post) for m in modules]
+        if not select:  # the first pass runs whole, to count calls over the full forward
+            handles += [m.register_forward_pre_hook(halt) for m in stop]
         try:
             with torch.no_grad():
                 self.net(x)
+        except StopForward:
+            pass
         finally:
             for h in handles:
                 h.remove()

@@ -1,22 +1,35 @@
 """This machine's measured SGEMM throughput, and how close a model's latency comes to it.
 
-The "peak" is not a datasheet number: it is the best float32 matrix-multiply throughput
-``torch.matmul`` reaches here (square sizes 1024 and 2048, best of a few repeats) with a
-given number of threads. A convolution network's achieved rate is ``2 * MACs / latency``
-(MACs = conv/linear multiply-accumulates, see ``srprune.cost``); efficiency is achieved/peak.
-threadpoolctl is not a dependency, so numpy's BLAS threads cannot be set; torch's can.
+The "peak" is not a datasheet number: it is the float32 matrix-multiply rate that ONNX
+Runtime's own kernels (MLAS, the library under its convolutions) reach here, timed with
+the same session settings and thread count as the models: a one-node ``MatMul`` ONNX graph,
+n x n by n x n, median of several products. A convolution network's achieved rate is
+``2 * MACs / latency`` (MACs = conv/linear multiply-accumulates, see ``srprune.cost``);
+efficiency = achieved / peak.
+
+``srprune bench --roofline`` times the SGEMM graph interleaved with the models (same
+moments, so host frequency swings hit both) and also reports standalone peaks at one thread
+and at all CPUs. ORT's threads are set per session, so numpy's BLAS (and threadpoolctl)
+play no part.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import torch
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 DEFAULT_SIZES = (1024, 2048)
+INTERLEAVED_N = 1024
+REPEATS = 8
 
 
 def available_cpus() -> int:
@@ -27,43 +40,61 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def measure_sgemm(threads: int, sizes: Sequence[int] = DEFAULT_SIZES,
-                  repeats: int = 3) -> tuple[float, float]:
-    """(best float32 ``matmul`` GFLOP/s, CPU/wall time of that call) with ``threads`` threads.
+def sgemm_model(path: str | Path, n: int) -> Path:
+    """Write a one-node ONNX graph ``c = a @ b`` (a: input, b: constant), both n x n float32."""
+    rng = np.random.default_rng(0)
+    b = numpy_helper.from_array(rng.random((n, n), dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], [b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return Path(path)
 
-    CPU/wall near ``threads`` means the call had the CPUs to itself; far below, the machine
-    was busy and the peak is underestimated.
+
+def sgemm_runner(path: str | Path, n: int, threads: int) -> Callable[[], object]:
+    """One SGEMM product per call, through an ORT session with the protocol's settings."""
+    from srprune.latency import make_session
+
+    session = make_session(path, threads)
+    feed = {"a": np.random.default_rng(1).random((n, n), dtype=np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def sgemm_rate(n: int, median_ms: float) -> float:
+    """GFLOP/s of one n x n x n product taking ``median_ms``."""
+    return 2.0 * n**3 / (median_ms * 1e-3) / 1e9
+
+
+def measure_sgemm(threads: int, sizes: Sequence[int] = DEFAULT_SIZES,
+                  repeats: int = REPEATS) -> tuple[float, float]:
+    """(GFLOP/s, CPU/wall time) of ORT float32 ``MatMul`` with ``threads`` threads.
+
+    Per size, the median of ``repeats`` products after one warm-up (medians, like the model
+    latencies: a best-of catches short turbo bursts); the fastest size wins. CPU/wall well
+    below ``threads`` means the machine was busy and the peak is underestimated.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        best, best_ratio = 0.0, 0.0
-        gen = torch.Generator().manual_seed(0)
+    best, best_ratio = 0.0, 0.0
+    with tempfile.TemporaryDirectory(prefix="srprune-sgemm-") as folder:
         for n in sizes:
-            a = torch.rand(n, n, generator=gen)
-            b = torch.rand(n, n, generator=gen)
-            torch.matmul(a, b)  # warm-up: thread pool start, packing buffers
+            run = sgemm_runner(sgemm_model(Path(folder) / f"sgemm{n}.onnx", n), n, threads)
+            run()
+            walls, cpus = [], []
             for _ in range(repeats):
                 cpu_start = time.process_time()
                 start = time.perf_counter()
-                torch.matmul(a, b)
-                elapsed = time.perf_counter() - start
-                cpu = time.process_time() - cpu_start
-                if 2.0 * n**3 / elapsed / 1e9 > best:
-                    best, best_ratio = 2.0 * n**3 / elapsed / 1e9, cpu / elapsed
-        return best, best_ratio
-    finally:
-        torch.set_num_threads(previous)
-
-
-def sgemm_gflops(threads: int, sizes: Sequence[int] = DEFAULT_SIZES, repeats: int = 3) -> float:
-    """Best float32 ``matmul`` GFLOP/s over ``sizes`` x ``repeats`` with ``threads`` threads."""
-    return measure_sgemm(threads, sizes, repeats)[0]
+                run()
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu_start)
+            rate = sgemm_rate(n, statistics.median(walls) * 1e3)
+            if rate > best:
+                best, best_ratio = rate, sum(cpus) / sum(walls)
+    return best, best_ratio
 
 
 @dataclass
 class Roofline:
-    """Measured SGEMM GFLOP/s per thread count."""
+    """Standalone SGEMM GFLOP/s (and the CPU/wall time of that measurement) per thread count."""
 
     sgemm_gflops: dict[int, float]
     sizes: tuple[int, ...] = DEFAULT_SIZES
@@ -79,7 +110,8 @@ class Roofline:
     def as_dict(self) -> dict:
         return {"sgemm_gflops": {str(t): g for t, g in sorted(self.sgemm_gflops.items())},
                 "sgemm_cpu_per_wall": {str(t): r for t, r in sorted(self.cpu_per_wall.items())},
-                "sizes": list(self.sizes), "method": "torch.matmul float32, best of 3"}
+                "sizes": list(self.sizes),
+                "method": f"onnxruntime MatMul float32, median of {REPEATS}, fastest size"}
 
 
 def measure_roofline(threads: Sequence[int] | None = None,

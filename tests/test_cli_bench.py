@@ -37,8 +37,10 @@ def test_json_report_has_the_documented_keys() -> None:
         assert row["parity_max_abs_diff"] < 1e-3
         assert row["input_size"] == [16, 16] and row["threads"] == 1
         assert row["gflops"] == pytest.approx(2 * row["macs"] / lat["median"] / 1e6)
-        assert 0 < row["roofline"]["efficiency"] == pytest.approx(
-            row["gflops"] / row["roofline"]["peak_gflops"])
+        roof = row["roofline"]
+        assert 0 < roof["efficiency"] == pytest.approx(row["gflops"] / roof["peak_gflops"])
+        assert roof["peak_source"].startswith("interleaved")
+        assert set(roof["sgemm_gflops"]) >= {"1"}  # standalone peaks: 1 thread and all CPUs
         assert row["torch_latency_ms"]["median"] > 0
     assert rows[0]["speedup"] == 1.0
     assert rows[0]["params"] == rows[1]["params"] > 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from srprune.errors import SrpruneError
@@ -20,7 +22,14 @@ from srprune.latency import (
     torch_latency,
 )
 from srprune.models.srmodel import SRModel
-from srprune.roofline import Roofline, achieved_gflops, efficiency, measure_roofline
+from srprune.roofline import (
+    Roofline,
+    achieved_gflops,
+    efficiency,
+    measure_roofline,
+    sgemm_model,
+    sgemm_rate,
+)
 
 
 def small_model() -> SRModel:
@@ -105,6 +114,15 @@ def test_random_input_is_fixed_and_in_range() -> None:
 def test_onnx_file_names_are_distinct_and_safe() -> None:
     names = onnx_file_names(["drn-s", "drn-s", "runs/a b.srp"], [4, 4, 4])
     assert names == ["drn-s-x4.onnx", "drn-s-x4-1.onnx", "a_b-x4.onnx"]
+
+
+def test_sgemm_graph_multiplies(tmp_path) -> None:
+    path = sgemm_model(tmp_path / "mm.onnx", 64)
+    session = make_session(path)
+    a = np.random.default_rng(2).random((64, 64), dtype=np.float32)
+    b = numpy_helper.to_array(onnx.load(str(path)).graph.initializer[0])
+    np.testing.assert_allclose(session.run(None, {"a": a})[0], a @ b, rtol=1e-4)
+    assert sgemm_rate(1000, 1000.0) == pytest.approx(2.0)
 
 
 def test_roofline_arithmetic_and_measurement() -> None:

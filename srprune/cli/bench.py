@@ -35,7 +35,8 @@ BUSY_CPU_PER_WALL = 0.9  # per thread; below it the process waited for a CPU
               help="Untimed warm-up runs per model.")
 @click.option("--torch", "with_torch", is_flag=True, help="Also time torch eager.")
 @click.option("--roofline", is_flag=True,
-              help="Measure SGEMM GFLOP/s (1 and all threads) and report efficiency.")
+              help="Time an SGEMM alongside the models and report efficiency; also measure "
+                   "SGEMM GFLOP/s at 1 thread and all CPUs.")
 @click.option("--onnx-out", type=click.Path(file_okay=False), default=None,
               help="Keep the ONNX files in this folder (default: a temporary folder).")
 @click.option("--force", is_flag=True, help="Overwrite existing files in --onnx-out.")
@@ -56,10 +57,10 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
                         TimeElapsedColumn(), console=err_console, transient=True)
     with progress:
         task = progress.add_task("loading", total=bench_steps(len(loaded), runs, warmup,
-                                                               with_torch))
+                                                               with_torch, roofline))
         records = benchmark(
             loaded, input_size, threads=threads, runs=runs, warmup=warmup, onnx_dir=onnx_out,
-            force=force, with_torch=with_torch,
+            force=force, with_torch=with_torch, roofline=roofline,
             on_step=lambda desc: progress.update(task, advance=1, description=desc),
         )
         if roofline:
@@ -105,7 +106,8 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
     note += f"; CPU/wall time {min(ratios):.2f}-{max(ratios):.2f}"
     if roofline:
         sgemm = ", ".join(f"{t} thr {g:.0f}" for t, g in first.roofline["sgemm_gflops"].items())
-        note += f"; SGEMM GFLOP/s: {sgemm}"
+        note += (f"; efficiency vs SGEMM timed alongside: {first.roofline['peak_gflops']:.0f} "
+                 f"GFLOP/s; standalone SGEMM GFLOP/s: {sgemm}")
     out.print(note)
 
 
