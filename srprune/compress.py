@@ -84,20 +84,22 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
-def make_criterion(name: str, options: dict[str, Any] | None = None) -> Any:
-    cls = CRITERIA.get(name)
+def _instantiate(registry: Any, kind: str, name: str, options: dict[str, Any] | None) -> Any:
+    cls = registry.get(name)
     try:
         return cls(**(options or {}))
-    except TypeError as exc:
-        raise SrpruneError(f"criterion '{name}': {exc}") from None
+    except TypeError as exc:  # an unknown or missing option
+        raise SrpruneError(f"{kind} '{name}': {exc}") from None
+
+
+def make_criterion(name: str, options: dict[str, Any] | None = None) -> Any:
+    """A registered criterion built with its options (bad options: SrpruneError)."""
+    return _instantiate(CRITERIA, "criterion", name, options)
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Any:
-    cls = STRATEGIES.get(name)
-    try:
-        return cls(**(options or {}))
-    except TypeError as exc:
-        raise SrpruneError(f"strategy '{name}': {exc}") from None
+    """A registered strategy built with its options (bad options: SrpruneError)."""
+    return _instantiate(STRATEGIES, "strategy", name, options)
 
 
 def compress(
