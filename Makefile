@@ -7,6 +7,7 @@ OUT := out
 
 .PHONY: install demo test lint clean
 
+$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
