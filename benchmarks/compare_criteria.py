@@ -38,13 +38,15 @@ def run_one(job: dict) -> dict:
         model, job["ratio"], criterion=job["criterion"], strategy=job["strategy"],
         data=job["data"], calib_batches=budget["calib_batches"],
         calib_batch=budget["calib_batch"], calib_patch=budget["calib_patch"],
-        criterion_options=criterion_defaults(job["preset"], CRITERIA.get(job["criterion"])),
+        criterion_options={**criterion_defaults(job["preset"], CRITERIA.get(job["criterion"])),
+                           **job.get("criterion_options", {})},
         strategy_options=strategy_defaults(job["preset"], STRATEGIES.get(job["strategy"])),
         seed=job["seed"], device=job["device"], finetune_steps=job["finetune_steps"],
         finetune_lr=job["finetune_lr"], evaluate="builtin",
     )
     summary = result.summary()
     summary.update({k: job[k] for k in ("model", "scale", "preset", "seed", "device")})
+    summary["criterion_options"] = job.get("criterion_options", {})
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({k: summary[k] for k in ("criterion", "strategy", "ratio_requested",
                                               "ratio_achieved", "wall_seconds")}), flush=True)
@@ -85,6 +87,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--criterion-options", type=json.loads, default={},
+                    help='JSON options for the --criteria runs, e.g. \'{"sgd_steps": 0}\'')
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -93,23 +97,36 @@ def main() -> None:
     base = {k: getattr(args, k) for k in ("model", "scale", "data", "finetune_steps",
                                           "finetune_lr", "preset", "seed", "device",
                                           "threads")}
-    jobs = [{**base, "ratio": r, "criterion": c, "strategy": "uniform"}
+    jobs = [{**base, "ratio": r, "criterion": c, "strategy": "uniform",
+             "criterion_options": args.criterion_options}
             for r in args.ratios for c in args.criteria]
     jobs += [{**base, "ratio": r, "criterion": c, "strategy": "uniform"}
              for r in args.baselines_at for c in args.baselines if c in CRITERIA.names()]
     jobs += [{**base, "ratio": r, "criterion": "dr", "strategy": "dr-search"}
              for r in args.search_at]
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".rows.jsonl")  # one line per finished run, kept if cut short
+    partial.write_text("")
+    rows: list[dict] = []
+
+    def keep(row: dict) -> None:
+        rows.append(row)
+        with partial.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
     if args.workers > 1:
         with mp.get_context("spawn").Pool(args.workers) as pool:
-            rows = pool.map(run_one, jobs)
+            for row in pool.imap_unordered(run_one, jobs):
+                keep(row)
     else:
-        rows = [run_one(job) for job in jobs]
+        for job in jobs:
+            keep(run_one(job))
     report = {"command": " ".join(sys.argv), "started": started,
               "machine": f"{platform.machine()} {platform.processor()}",
               "device": args.device, "torch": torch.__version__, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    out.write_text(json.dumps(report, indent=1))
     print(markdown(rows))
 
 
