@@ -75,6 +75,7 @@ def test_session_uses_protocol_settings(tmp_path) -> None:
     assert opts.inter_op_num_threads == 1
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(SrpruneError, match="at least 1"):
         make_session(path, threads=0)
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
