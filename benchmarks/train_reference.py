@@ -2,7 +2,9 @@
 
 Example (the run behind srprune/weights/drn-t-x4.pt, see RESULTS.md):
     taskset -c 0 python benchmarks/train_reference.py --data ../shared/data/train \
-        --scale 4 --steps 5000 --threads 1 --out srprune/weights/drn-t-x4.pt --log out/drn-t-x4.json
+        --scale 4 --steps 5000 --lr 2e-3 --threads 1 --eval-every 500 \
+        --out srprune/weights/drn-t-x4.pt --log out/train/drn-t-x4.json \
+        --checkpoint out/train/drn-t-x4.ckpt
 """
 
 from __future__ import annotations
