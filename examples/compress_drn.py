@@ -20,8 +20,8 @@ import torch
 
 import srprune
 from srprune.artifact import save_artifact
-from srprune.compress import compress
 from srprune.data import ImageSet, PatchSampler, builtin_eval_set, open_image_set
+from srprune.engine import compress
 from srprune.evaluate import evaluate_model
 from srprune.models import build_model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from srprune.compress import CompressResult, ProgressFn, check_ratio, compress
+from srprune.engine import CompressResult, ProgressFn, check_ratio, compress
 from srprune.errors import SrpruneError
 from srprune.models import SRModel, resolve_model
 
@@ -30,6 +30,32 @@ def calibration_batches(data: str | Path | None, scale: int, n_batches: int, bat
     return [sampler.next_batch() for _ in range(n_batches)]
 
 
+API_CALIBRATION = {"calib_batches": 4, "calib_batch": 8, "calib_patch": 24}
+
+
+def apply_preset(name: str | None, criterion: str, strategy: str, calib_batches: int | None,
+                 calib_batch: int | None, calib_patch: int | None,
+                 criterion_options: dict[str, Any] | None,
+                 strategy_options: dict[str, Any] | None) -> tuple:
+    """Calibration sizes and options after filling the unset ones from a preset (or defaults)."""
+    budget = dict(API_CALIBRATION)
+    criterion_options = dict(criterion_options or {})
+    strategy_options = dict(strategy_options or {})
+    if name is not None:
+        from srprune.plugins import CRITERIA, STRATEGIES
+        from srprune.presets import criterion_defaults, preset, strategy_defaults
+
+        budget = preset(name)
+        criterion_options = {**criterion_defaults(name, CRITERIA.get(criterion)),
+                             **criterion_options}
+        strategy_options = {**strategy_defaults(name, STRATEGIES.get(strategy)),
+                            **strategy_options}
+    return (budget["calib_batches"] if calib_batches is None else calib_batches,
+            budget["calib_batch"] if calib_batch is None else calib_batch,
+            budget["calib_patch"] if calib_patch is None else calib_patch,
+            criterion_options, strategy_options)
+
+
 def compress_model(
     model: SRModel | str,
     ratio: float,
@@ -39,9 +65,10 @@ def compress_model(
     scale: int | None = None,
     weights: str | None = None,
     data: str | Path | None = None,
-    calib_batches: int = 4,
-    calib_batch: int = 8,
-    calib_patch: int = 24,
+    calib_batches: int | None = None,
+    calib_batch: int | None = None,
+    calib_patch: int | None = None,
+    preset: str | None = None,
     criterion_options: dict[str, Any] | None = None,
     strategy_options: dict[str, Any] | None = None,
     seed: int = 0,
@@ -65,10 +92,17 @@ def compress_model(
     model with the dual-regression loss on ``data``. ``evaluate`` ("builtin" or an image
     folder) measures PSNR/SSIM before pruning and after fine-tuning. With ``out`` the pruned
     model is written as an artifact (refusing to overwrite without ``force``).
+
+    ``preset`` ("fast", "default", "thorough": the CLI's ``--preset``) fills in the calibration
+    budget and the criterion/strategy effort; explicit ``calib_*`` and option values win.
+    Without a preset: 4 calibration batches of 8 LR patches 24x24 and the classes' defaults.
     """
     from srprune.checkpoint import check_writable
 
     check_ratio(ratio)
+    calib_batches, calib_batch, calib_patch, criterion_options, strategy_options = (
+        apply_preset(preset, criterion, strategy, calib_batches, calib_batch, calib_patch,
+                     criterion_options, strategy_options))
     if out is not None:
         check_writable(out, force)
     if isinstance(model, str):

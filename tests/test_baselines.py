@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from srprune.compress import compress, make_criterion
 from srprune.context import PruneContext, capture_layer
 from srprune.criteria.cp import ChannelPruning, lasso
 from srprune.criteria.reconstruction import (
@@ -23,6 +22,7 @@ from srprune.criteria.reconstruction import (
     ridge_solve,
 )
 from srprune.criteria.thinet import ThiNet, greedy_removal
+from srprune.engine import compress, make_criterion
 from srprune.errors import SrpruneError
 from srprune.graph import SRGraph
 from srprune.models import build_model

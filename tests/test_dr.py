@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from srprune.cli import main
-from srprune.compress import compress
+from srprune.engine import compress
 from srprune.errors import SrpruneError
 from srprune.models import build_model
 from srprune.models.zoo import build_srnet

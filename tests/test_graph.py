@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from srprune.artifact import load_artifact, save_artifact
-from srprune.compress import compress
 from srprune.cost import model_cost
+from srprune.engine import compress
 from srprune.errors import SrpruneError
 from srprune.graph import SRGraph, check_consistency
 from srprune.models import SRModel, build_model

@@ -1,4 +1,4 @@
-"""``srprune.compress``: model + ratio + criterion + strategy -> a physically smaller model.
+"""The compression engine: model + ratio + criterion + strategy -> a physically smaller model.
 
 The ratio is the paper's: the fraction of the primal network's parameters removed (dual nets
 are not counted). The strategy turns it into kept widths per unit, computed to hit it; the
