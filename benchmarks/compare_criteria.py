@@ -28,19 +28,12 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     from srprune.api import compress_model
     from srprune.models import build_model
-    from srprune.plugins import CRITERIA, STRATEGIES
-    from srprune.presets import criterion_defaults, preset, strategy_defaults
 
-    budget = preset(job["preset"])
     model = build_model(job["model"], job["scale"]).to(job["device"])
     t0 = time.perf_counter()
     result = compress_model(
         model, job["ratio"], criterion=job["criterion"], strategy=job["strategy"],
-        data=job["data"], calib_batches=budget["calib_batches"],
-        calib_batch=budget["calib_batch"], calib_patch=budget["calib_patch"],
-        criterion_options={**criterion_defaults(job["preset"], CRITERIA.get(job["criterion"])),
-                           **job.get("criterion_options", {})},
-        strategy_options=strategy_defaults(job["preset"], STRATEGIES.get(job["strategy"])),
+        data=job["data"], preset=job["preset"], criterion_options=job.get("criterion_options"),
         seed=job["seed"], device=job["device"], finetune_steps=job["finetune_steps"],
         finetune_lr=job["finetune_lr"], evaluate="builtin",
     )

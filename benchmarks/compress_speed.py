@@ -38,10 +38,7 @@ def main() -> None:
 
     from srprune.api import compress_model
     from srprune.models import build_model
-    from srprune.plugins import CRITERIA, STRATEGIES
-    from srprune.presets import criterion_defaults, preset, strategy_defaults
 
-    budget = preset(args.preset)
     rows = []
     for criterion, strategy in RUNS:
         label = strategy if strategy == "dr-search" else criterion
@@ -54,10 +51,7 @@ def main() -> None:
             profiler.enable()
         result = compress_model(
             model, args.ratio, criterion=criterion, strategy=strategy, data=args.data,
-            calib_batches=budget["calib_batches"], calib_batch=budget["calib_batch"],
-            calib_patch=budget["calib_patch"],
-            criterion_options=criterion_defaults(args.preset, CRITERIA.get(criterion)),
-            strategy_options=strategy_defaults(args.preset, STRATEGIES.get(strategy)))
+            preset=args.preset)
         if profiler:
             profiler.disable()
             text = io.StringIO()

@@ -70,11 +70,9 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
             dual_weight: float, eval_data: str | None,
             seed: int, out: str, force: bool, as_json: bool) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
-    from srprune import presets
-    from srprune.api import compress_model
+    from srprune.api import apply_preset, compress_model
     from srprune.checkpoint import check_writable
     from srprune.errors import SrpruneError
-    from srprune.plugins import CRITERIA, STRATEGIES
 
     check_writable(out, force)
     if ratio is None and strategy != "from-file":
@@ -85,11 +83,11 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
         strategy_options.setdefault("plan", plan_file)
-    budget = presets.preset(preset)
-    criterion_options = {**presets.criterion_defaults(preset, CRITERIA.get(criterion)),
-                         **parse_options(criterion_opt, "--criterion-opt")}
-    strategy_options = {**presets.strategy_defaults(preset, STRATEGIES.get(strategy)),
-                        **strategy_options}
+    criterion_options = parse_options(criterion_opt, "--criterion-opt")
+    # resolve the preset now so a bad criterion/strategy name fails before the model loads
+    calib_batches, calib_batch, calib_patch, criterion_options, strategy_options = apply_preset(
+        preset, criterion, strategy, calib_batches or None, calib_batch or None,
+        calib_patch or None, criterion_options, strategy_options)
     sr = load_model_arg(model, scale, weights)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
@@ -104,9 +102,7 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
         result = compress_model(
             sr, ratio=0.0 if ratio is None else ratio, criterion=criterion, strategy=strategy,
             scope=scope, data=data,
-            calib_batches=calib_batches or budget["calib_batches"],
-            calib_batch=calib_batch or budget["calib_batch"],
-            calib_patch=calib_patch or budget["calib_patch"],
+            calib_batches=calib_batches, calib_batch=calib_batch, calib_patch=calib_patch,
             criterion_options=criterion_options,
             strategy_options=strategy_options, seed=seed, out=out, force=force,
             progress=progress, source=model, finetune_steps=finetune_steps,
