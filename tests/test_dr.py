@@ -106,6 +106,40 @@ def test_dr_frobenius_variant_and_bad_variant():
                  criterion_options={"variant": "nope"})
 
 
+def _consumer_output(model, name: str, calib: list) -> torch.Tensor:
+    store = []
+    module = dict(model.net.named_modules())[name]
+    handle = module.register_forward_hook(lambda m, i, o: store.append(o.detach()))
+    with torch.no_grad():
+        for lr, _ in calib:
+            model.net(lr[0])
+    handle.remove()
+    return torch.cat(store)
+
+
+def test_dr_lstsq_refit_lowers_the_first_consumers_reconstruction_error():
+    import copy
+
+    trained, sampler = trained_tiny_drn()
+    calib = [sampler.next_batch() for _ in range(2)]
+    consumer = "down.0.dual_module.1"  # first unit's consumer: its input is never pruned
+    want = _consumer_output(trained, consumer, calib)
+    errors = {}
+    for refit in ("none", "lstsq"):
+        model = compress(copy.deepcopy(trained), 0.5, criterion="dr", batches=calib,
+                         criterion_options={**FAST, "refit": refit}, seed=1).model
+        errors[refit] = float(torch.nn.functional.mse_loss(
+            _consumer_output(model, consumer, calib), want))
+    assert errors["lstsq"] < 0.9 * errors["none"]
+
+
+def test_dr_bad_refit_options():
+    for bad in ({"refit": "sgd"}, {"refit_samples": 0}, {"refit_ridge": -1}):
+        with pytest.raises(SrpruneError, match="refit"):
+            compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
+                     criterion_options=bad)
+
+
 def test_dr_without_data_is_a_clear_error():
     with pytest.raises(SrpruneError, match="needs calibration images"):
         compress(tiny_drn(), 0.5, criterion="dr")

@@ -10,6 +10,10 @@ over the calibration batches, adds the unselected channels with the largest grad
 warm-starts their weights from the original, then takes ``sgd_steps`` SGD steps (Nesterov,
 momentum 0.9) on ``Wp`` (masked to the selected channels) and the consumer biases. Every other
 parameter stays frozen. Subclasses define ``aux_loss``.
+
+With ``refit="lstsq"`` the selection ends with the closed-form solve of the reconstruction
+part of the sub-problem: the kept consumer weights (and bias) are refit by least squares to
+the original model's consumer output, as ``cp`` does (:mod:`srprune.criteria.reconstruction`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from srprune.errors import SrpruneError
 from srprune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
+REFITS = ("none", "lstsq")
 
 
 class GreedyGradientSelection(SelectionCriterion):
@@ -44,6 +49,9 @@ class GreedyGradientSelection(SelectionCriterion):
     * ``max_batches`` (0 = all): calibration batches used per gradient pass.
     * ``cache_prefix`` (True): replay the frozen layers before the consumer from a per-batch
       cache instead of recomputing them (same result, less time).
+    * ``refit`` ("none"): after the last round, "lstsq" refits the kept consumer weights and
+      bias by least squares to the original consumer output on ``refit_samples`` (4000)
+      sampled positions, ridge ``refit_ridge`` (1e-3); "none" keeps the SGD-updated weights.
     """
 
     needs_data = True
@@ -51,9 +59,15 @@ class GreedyGradientSelection(SelectionCriterion):
 
     def __init__(self, rounds: int = 4, sgd_steps: int = 4, lr: float = 5e-5,
                  variant: str = "summed", reconstruction_weight: float = 1.0,
-                 gamma: float = 1.0, max_batches: int = 0, cache_prefix: bool = True) -> None:
+                 gamma: float = 1.0, max_batches: int = 0, cache_prefix: bool = True,
+                 refit: str = "none", refit_samples: int = 4000,
+                 refit_ridge: float = 1e-3) -> None:
         if variant not in VARIANTS:
             raise SrpruneError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        if refit not in REFITS:
+            raise SrpruneError(f"refit must be one of {', '.join(REFITS)}, got {refit!r}")
+        if int(refit_samples) != refit_samples or refit_samples < 1 or refit_ridge < 0:
+            raise SrpruneError("refit_samples must be a positive integer and refit_ridge >= 0")
         if rounds < 1 or sgd_steps < 0 or lr <= 0:
             raise SrpruneError("rounds must be >= 1, sgd_steps >= 0 and lr > 0")
         self.rounds, self.sgd_steps, self.lr = int(rounds), int(sgd_steps), float(lr)
@@ -61,6 +75,8 @@ class GreedyGradientSelection(SelectionCriterion):
         self.reconstruction_weight, self.gamma = float(reconstruction_weight), float(gamma)
         self.max_batches = int(max_batches)
         self.cache_prefix = bool(cache_prefix)
+        self.refit, self.refit_samples = refit, int(refit_samples)
+        self.refit_ridge = float(refit_ridge)
         self._cache: PrefixCache | None = None
 
     # -- hooks for subclasses -------------------------------------------------------
@@ -104,7 +120,23 @@ class GreedyGradientSelection(SelectionCriterion):
                         cols = index[new].flatten()
                         w[:, cols] = orig[:, cols]
                 self._update(ctx, consumers, weights, masks, targets, batches)
-        return sorted(selected)
+        kept = sorted(selected)
+        if self.refit == "lstsq":
+            self._refit(unit, kept, ctx)
+        return kept
+
+    def _refit(self, unit: Any, kept: list[int], ctx: Any) -> None:
+        """Least-squares refit of the kept consumer weights (see the module docstring)."""
+        from srprune.criteria.reconstruction import (
+            collect_stats,
+            least_squares_update,
+            record_kept_rows,
+        )
+
+        who = f"criterion '{type(self).__name__}'"
+        for stats in collect_stats(unit, ctx, self.refit_samples, "original", who):
+            least_squares_update(stats, kept, self.refit_ridge, who)
+        record_kept_rows(unit, kept, ctx)
 
     def _original_outputs(self, ctx: Any, consumers: list, batches: list) -> list[list]:
         """Consumer outputs of the frozen original model (the reconstruction targets)."""
@@ -213,4 +245,4 @@ def _capture_many(modules: list[nn.Module]):
             h.remove()
 
 
-__all__ = ["VARIANTS", "GreedyGradientSelection"]
+__all__ = ["REFITS", "VARIANTS", "GreedyGradientSelection"]
