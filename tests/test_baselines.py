@@ -355,3 +355,39 @@ def test_original_target_follows_consumer_outputs_pruned_earlier():
     assert original.sum_y.shape == current.sum_y.shape == (6,)
     # the same six channels, up to the trunk's reconstruction error
     assert float((original.sum_y - current.sum_y).norm()) < 0.1 * float(current.sum_y.norm())
+
+
+def test_kept_rows_follow_a_producer_shared_by_two_units():
+    """A conv whose output is concatenated belongs to two units: rows map back through both."""
+    from srprune.criteria.reconstruction import _KEPT_ROWS, record_kept_rows
+
+    torch.manual_seed(0)
+    model = build_model("drn-t", 4, pretrained=False, n_blocks=1)
+    original = copy.deepcopy(model)
+    ctx = PruneContext(model=model, original=original, graph=SRGraph(model.net, 4), batches=[])
+    shared = "up_blocks.1.0.body.2"
+    units = [u for u in ctx.graph.units("all")
+             if shared in [name for name, _, _ in u.producer_modules()]]
+    assert len(units) == 2
+    for unit, kept in zip(units, ([1, 4, 6, 9, 15], [0, 2, 3, 7, 8, 10, 12, 13, 14])):
+        record_kept_rows(unit, kept, ctx)
+        ctx.graph.prune(unit, kept)
+    rows = _KEPT_ROWS[original.net][shared]
+    conv = dict(model.net.named_modules())[shared]
+    assert len(rows) == conv.out_channels == 14
+    # no consumer refit happened: the surviving rows are the original rows, unchanged
+    assert torch.equal(conv.weight, dict(original.net.named_modules())[shared].weight[rows])
+
+
+@pytest.mark.parametrize("criterion", ["cp", "dr"])
+def test_original_targets_work_with_the_all_scope_on_drn(criterion):
+    model = build_model("drn-t", 4, pretrained=False, n_blocks=1)
+    batches = [([torch.rand(2, 3, 8, 8) * 255, torch.rand(2, 3, 16, 16) * 255],
+                torch.rand(2, 3, 32, 32) * 255) for _ in range(2)]
+    options = {"rounds": 1, "sgd_steps": 1, "fit_duals": 5} if criterion == "dr" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tiny data: some refits fall back
+        result = compress(model, 0.5, criterion=criterion, scope="all", batches=batches,
+                          criterion_options=options)
+    assert result.after.params < 0.6 * result.before.params
+    assert all_finite(model)

@@ -413,11 +413,31 @@ def output_error(stats: ConsumerStats, kept: list[int]) -> float:
 
 
 def record_kept_rows(unit: Any, kept: list[int], ctx: Any) -> None:
-    """Remember which original output rows of the unit's producers survive (for targets)."""
+    """Track which original output rows of the unit's producers survive (for targets).
+
+    Call before the unit is pruned: member indices are in current coordinates, so the rows a
+    producer still has are mapped back through what earlier units left of it (a producer can
+    feed several units, e.g. a conv whose output is concatenated).
+    """
     rows = _KEPT_ROWS.setdefault(ctx.original.net, {})
-    for name, _, index in unit.producer_modules():
-        if name not in rows:
-            rows[name] = index[sorted(kept)].flatten().sort().values.cpu()
+    originals = dict(ctx.original.net.named_modules())
+    keep = set(kept)
+    dropped = [j for j in range(unit.width) if j not in keep]
+    for name, module, index in unit.producer_modules():
+        current = rows.get(name)
+        if current is None:
+            current = torch.arange(_out_channels(originals[name]))
+        if len(current) != _out_channels(module):  # pruned where we could not follow it
+            rows.pop(name, None)
+            continue
+        alive = torch.ones(len(current), dtype=torch.bool)
+        if dropped:
+            alive[index[dropped].flatten().cpu()] = False
+        rows[name] = current[alive]
+
+
+def _out_channels(module: nn.Module) -> int:
+    return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)
 
 
 # ----------------------------------------------------------------- the criterion base
