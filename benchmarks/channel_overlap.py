@@ -25,24 +25,25 @@ from srprune.engine import compress
 from srprune.models import resolve_model
 from srprune.plugins import CRITERIA
 
+_RECORDS: dict[str, dict[str, list[int]]] = {}  # criterion name -> unit -> kept channels
+
 
 def kept_channels(model_name: str, scale: int, ratio: float, criterion: str,
                   options: dict[str, Any], batches: list, seed: int) -> dict[str, list[int]]:
     """Kept channel indices per unit (original coordinates) when ``criterion`` prunes."""
-    kept: dict[str, list[int]] = {}
-
-    class Recording(CRITERIA.get(criterion)):  # type: ignore[misc, valid-type]
-        def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
-            chosen = super().select(unit, n_keep, ctx)
-            kept[unit.name] = sorted(int(j) for j in chosen)
-            return chosen
-
     name = f"{criterion}-recorded"
     if name not in CRITERIA.names():
+        class Recording(CRITERIA.get(criterion)):  # type: ignore[misc, valid-type]
+            def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
+                chosen = super().select(unit, n_keep, ctx)
+                _RECORDS[criterion][unit.name] = sorted(int(j) for j in chosen)
+                return chosen
+
         register_criterion(name)(Recording)
+    _RECORDS[criterion] = {}
     compress(resolve_model(model_name, scale=scale), ratio, criterion=name, batches=batches,
              criterion_options=options, seed=seed)
-    return kept
+    return _RECORDS.pop(criterion)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out")
     args = ap.parse_args(argv)
+    if args.criteria[0] == args.criteria[1]:
+        ap.error("--criteria needs two different criteria")
     per_criterion = json.loads(args.criterion_options)
     sets = {}
     for name in args.criteria:

@@ -379,15 +379,25 @@ def test_kept_rows_follow_a_producer_shared_by_two_units():
     assert torch.equal(conv.weight, dict(original.net.named_modules())[shared].weight[rows])
 
 
-@pytest.mark.parametrize("criterion", ["cp", "dr"])
-def test_original_targets_work_with_the_all_scope_on_drn(criterion):
+@pytest.mark.parametrize(("criterion", "options"), [
+    ("cp", {}),
+    ("dr", {"rounds": 1, "sgd_steps": 1, "fit_duals": 5}),
+    ("dr", {"rounds": 1, "sgd_steps": 1, "fit_duals": 5, "refit": "none"}),
+    ("dcp", {"rounds": 1, "sgd_steps": 1}),
+])
+def test_all_scope_on_drn_keeps_every_surviving_input_alive(criterion, options):
+    """Concatenated inputs belong to two units: neither may zero the other's weights."""
+    torch.manual_seed(0)
     model = build_model("drn-t", 4, pretrained=False, n_blocks=1)
     batches = [([torch.rand(2, 3, 8, 8) * 255, torch.rand(2, 3, 16, 16) * 255],
                 torch.rand(2, 3, 32, 32) * 255) for _ in range(2)]
-    options = {"rounds": 1, "sgd_steps": 1, "fit_duals": 5} if criterion == "dr" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tiny data: some refits fall back
         result = compress(model, 0.5, criterion=criterion, scope="all", batches=batches,
                           criterion_options=options)
     assert result.after.params < 0.6 * result.before.params
     assert all_finite(model)
+    for name, conv in model.net.named_modules():
+        if isinstance(conv, nn.Conv2d):
+            dead = (conv.weight.detach().abs().sum((0, 2, 3)) == 0).nonzero().flatten()
+            assert len(dead) == 0, f"{name}: input channels {dead.tolist()} have zero weights"

@@ -134,7 +134,8 @@ def test_dr_lstsq_refit_lowers_the_first_consumers_reconstruction_error():
 
 
 def test_dr_bad_refit_options():
-    for bad in ({"refit": "sgd"}, {"refit_samples": 0}, {"refit_ridge": -1}):
+    for bad in ({"refit": "sgd"}, {"refit_samples": 0}, {"refit_samples": "abc"},
+                {"refit_samples": True}, {"refit_ridge": -1}, {"refit_ridge": float("nan")}):
         with pytest.raises(SrpruneError, match="refit"):
             compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
                      criterion_options=bad)

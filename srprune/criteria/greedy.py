@@ -1,7 +1,9 @@
 """Greedy gradient-norm channel selection with short SGD updates (DCP / DR pruning core).
 
-For one unit, the consumer layers' weights are replaced by trainable copies ``Wp`` that start
-at zero; a channel mask ``d`` starts empty. Each round accumulates the gradient ``G`` of
+For one unit, the consumer layers' weights are replaced by trainable copies ``Wp`` whose
+columns for the unit's channels start at zero (columns a consumer reads from other units keep
+their weights and stay frozen); a channel mask ``d`` starts empty. Each round accumulates the
+gradient ``G`` of
 
     loss = reconstruction_weight * sum_c MSE(consumer_c output, original consumer_c output)
            + gamma * aux_loss(pruned model)
@@ -66,8 +68,12 @@ class GreedyGradientSelection(SelectionCriterion):
             raise SrpruneError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         if refit not in REFITS:
             raise SrpruneError(f"refit must be one of {', '.join(REFITS)}, got {refit!r}")
-        if int(refit_samples) != refit_samples or refit_samples < 1 or refit_ridge < 0:
-            raise SrpruneError("refit_samples must be a positive integer and refit_ridge >= 0")
+        if (isinstance(refit_samples, bool) or not isinstance(refit_samples, int)
+                or refit_samples < 1):
+            raise SrpruneError(f"refit_samples must be a positive integer, got {refit_samples!r}")
+        if (isinstance(refit_ridge, bool) or not isinstance(refit_ridge, (int, float))
+                or not math.isfinite(refit_ridge) or refit_ridge < 0):
+            raise SrpruneError(f"refit_ridge must be a finite number >= 0, got {refit_ridge!r}")
         if rounds < 1 or sgd_steps < 0 or lr <= 0:
             raise SrpruneError("rounds must be >= 1, sgd_steps >= 0 and lr > 0")
         self.rounds, self.sgd_steps, self.lr = int(rounds), int(sgd_steps), float(lr)
@@ -205,7 +211,8 @@ def _input_masks(consumers: list, selected: list[int], weights: list) -> list[to
 
 @contextmanager
 def _trainable_consumers(model: Any, consumers: list):
-    """Freeze every parameter; give each consumer a zeroed trainable weight (and bias)."""
+    """Freeze every parameter; give each consumer a trainable weight (and bias) whose columns
+    for the unit's channels start at zero."""
     params = list(model.net.parameters())
     if model.duals is not None:
         params += list(model.duals.parameters())
@@ -214,8 +221,10 @@ def _trainable_consumers(model: Any, consumers: list):
         p.requires_grad_(False)
     originals = [m.weight.detach().clone() for _, m, _ in consumers]
     weights = []
-    for _, module, _ in consumers:
-        module.weight = nn.Parameter(torch.zeros_like(module.weight))
+    for (_, module, index), orig in zip(consumers, originals):
+        start = orig.clone()  # inputs from other units (a concatenation) keep their weights
+        start[:, index.flatten().to(start.device)] = 0
+        module.weight = nn.Parameter(start)
         if module.bias is not None:
             module.bias.requires_grad_(True)
         weights.append(module.weight)

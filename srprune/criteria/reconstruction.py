@@ -183,7 +183,9 @@ def _target_rows(ctx: Any, name: str, current_out: int, original_out: int) -> to
     rows = _KEPT_ROWS.get(ctx.original.net, {}).get(name)
     if rows is None or len(rows) != current_out:
         raise SrpruneError(f"consumer {name} lost output channels outside this criterion "
-                           "(cannot match them to the original model); use target=current")
+                           "(cannot match them to the original model); reconstruct against "
+                           "the current model instead (cp/thinet: target=current; dr/dcp: "
+                           "refit=none)")
     return rows
 
 
