@@ -141,6 +141,22 @@ def test_dr_bad_refit_options():
                      criterion_options=bad)
 
 
+def test_sgd_updates_that_raise_the_loss_are_undone():
+    """At a learning rate far too large for the layer the guarded SGD keeps the model sound."""
+    import copy
+
+    trained, sampler = trained_tiny_drn()
+    calib = [sampler.next_batch() for _ in range(2)]
+    losses = {}
+    for lr in (5e-5, 10.0):
+        model = compress(copy.deepcopy(trained), 0.5, criterion="dr", batches=calib, seed=1,
+                         criterion_options={**FAST, "refit": "none", "lr": lr}).model
+        assert all(bool(torch.isfinite(p).all()) for p in model.net.parameters())
+        with torch.no_grad():
+            losses[lr] = float(sum(dr_loss(model, lr_, hr)[0] for lr_, hr in calib))
+    assert losses[10.0] < 1.5 * losses[5e-5]
+
+
 def test_dr_without_data_is_a_clear_error():
     with pytest.raises(SrpruneError, match="needs calibration images"):
         compress(tiny_drn(), 0.5, criterion="dr")

@@ -10,8 +10,10 @@ gradient ``G`` of
 
 over the calibration batches, adds the unselected channels with the largest gradient score,
 warm-starts their weights from the original, then takes ``sgd_steps`` SGD steps (Nesterov,
-momentum 0.9) on ``Wp`` (masked to the selected channels) and the consumer biases. Every other
-parameter stays frozen. Subclasses define ``aux_loss``.
+momentum 0.9) on ``Wp`` (masked to the selected channels) and the consumer biases; steps that
+raise the loss are undone and retried with a smaller learning rate (a consumer that writes
+image-scale values, such as the output conv under ``--scope all``, otherwise diverges at the
+authors' lr). Every other parameter stays frozen. Subclasses define ``aux_loss``.
 
 With ``refit="lstsq"`` the selection ends with the closed-form solve of the reconstruction
 part of the sub-problem: the kept consumer weights (and bias) are refit by least squares to
@@ -34,6 +36,7 @@ from srprune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
 REFITS = ("none", "lstsq")
+BACKTRACKS = 3  # retries of an SGD update that raised the loss, each at a tenth of the lr
 
 
 class GreedyGradientSelection(SelectionCriterion):
@@ -187,17 +190,33 @@ class GreedyGradientSelection(SelectionCriterion):
 
     def _update(self, ctx: Any, consumers: list, weights: list, masks: list, targets: list,
                 batches: list) -> None:
+        """``sgd_steps`` masked SGD steps, undone (and retried at a tenth of the learning rate,
+        up to ``BACKTRACKS`` times) whenever they raise the loss on the first batch."""
         if not self.sgd_steps:
             return
         biases = [m.bias for _, m, _ in consumers if m.bias is not None]
-        opt = torch.optim.SGD([*weights, *biases], lr=self.lr, momentum=0.9, nesterov=True)
-        for step in range(self.sgd_steps):
-            i = step % len(batches)
-            opt.zero_grad(set_to_none=True)
-            self._loss(ctx, consumers, targets, i, batches[i]).backward()
-            for w, mask in zip(weights, masks):
-                w.grad.mul_(mask)
-            opt.step()
+        params = [*weights, *biases]
+        start = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            before = float(self._loss(ctx, consumers, targets, 0, batches[0]))
+        lr = self.lr
+        for _ in range(BACKTRACKS + 1):
+            opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+            for step in range(self.sgd_steps):
+                i = step % len(batches)
+                opt.zero_grad(set_to_none=True)
+                self._loss(ctx, consumers, targets, i, batches[i]).backward()
+                for w, mask in zip(weights, masks):
+                    w.grad.mul_(mask)
+                opt.step()
+            with torch.no_grad():
+                after = float(self._loss(ctx, consumers, targets, 0, batches[0]))
+            if math.isfinite(after) and after <= before:
+                return
+            with torch.no_grad():
+                for p, value in zip(params, start):
+                    p.copy_(value)
+            lr /= 10
 
 
 def _input_masks(consumers: list, selected: list[int], weights: list) -> list[torch.Tensor]:
