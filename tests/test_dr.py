@@ -134,6 +134,9 @@ def test_dr_lstsq_refit_lowers_the_first_consumers_reconstruction_error():
 
 
 def test_dr_bad_refit_options():
+    with pytest.raises(SrpruneError, match="lr a finite number"):
+        compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
+                 criterion_options={"lr": float("nan")})
     for bad in ({"refit": "sgd"}, {"refit_samples": 0}, {"refit_samples": "abc"},
                 {"refit_samples": True}, {"refit_ridge": -1}, {"refit_ridge": float("nan")}):
         with pytest.raises(SrpruneError, match="refit"):
@@ -155,6 +158,33 @@ def test_sgd_updates_that_raise_the_loss_are_undone():
         with torch.no_grad():
             losses[lr] = float(sum(dr_loss(model, lr_, hr)[0] for lr_, hr in calib))
     assert losses[10.0] < 1.5 * losses[5e-5]
+
+
+def test_an_update_rejected_at_every_rate_changes_nothing():
+    """At lr 1e6 every try raises the loss: weights and biases end as with no SGD at all."""
+    import copy
+
+    trained, sampler = trained_tiny_drn()
+    calib = [sampler.next_batch() for _ in range(2)]
+    states = []
+    for extra in ({"lr": 1e6}, {"sgd_steps": 0}):
+        model = compress(copy.deepcopy(trained), 0.5, criterion="dr", batches=calib, seed=1,
+                         criterion_options={**FAST, "refit": "none", **extra}).model
+        states.append(model.net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.parametrize("criterion", ["dcp", "dr"])
+def test_all_scope_on_a_trained_drn_stays_finite_at_the_default_lr(criterion):
+    """The output conv is a consumer under --scope all; unguarded SGD diverged to NaN there."""
+    import copy
+
+    trained, sampler = trained_tiny_drn()
+    calib = [sampler.next_batch() for _ in range(2)]
+    options = {**FAST, "refit": "none"} if criterion == "dr" else FAST
+    model = compress(copy.deepcopy(trained), 0.5, criterion=criterion, scope="all",
+                     batches=calib, criterion_options=options, seed=1).model
+    assert all(bool(torch.isfinite(p).all()) for p in model.net.parameters())
 
 
 def test_dr_without_data_is_a_clear_error():

@@ -11,9 +11,10 @@ gradient ``G`` of
 over the calibration batches, adds the unselected channels with the largest gradient score,
 warm-starts their weights from the original, then takes ``sgd_steps`` SGD steps (Nesterov,
 momentum 0.9) on ``Wp`` (masked to the selected channels) and the consumer biases; steps that
-raise the loss are undone and retried with a smaller learning rate (a consumer that writes
-image-scale values, such as the output conv under ``--scope all``, otherwise diverges at the
-authors' lr). Every other parameter stays frozen. Subclasses define ``aux_loss``.
+raise the loss on the first calibration batch are undone and retried at up to three ten times
+smaller learning rates, else skipped (a consumer that writes image-scale values, such as the
+output conv under ``--scope all``, otherwise diverges at the authors' lr). Every other
+parameter stays frozen. Subclasses define ``aux_loss``.
 
 With ``refit="lstsq"`` the selection ends with the closed-form solve of the reconstruction
 part of the sub-problem: the kept consumer weights (and bias) are refit by least squares to
@@ -36,7 +37,7 @@ from srprune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
 REFITS = ("none", "lstsq")
-BACKTRACKS = 3  # retries of an SGD update that raised the loss, each at a tenth of the lr
+BACKTRACKS = 3  # retries of an SGD update that raised the loss, at lr/10, lr/100, lr/1000
 
 
 class GreedyGradientSelection(SelectionCriterion):
@@ -77,8 +78,8 @@ class GreedyGradientSelection(SelectionCriterion):
         if (isinstance(refit_ridge, bool) or not isinstance(refit_ridge, (int, float))
                 or not math.isfinite(refit_ridge) or refit_ridge < 0):
             raise SrpruneError(f"refit_ridge must be a finite number >= 0, got {refit_ridge!r}")
-        if rounds < 1 or sgd_steps < 0 or lr <= 0:
-            raise SrpruneError("rounds must be >= 1, sgd_steps >= 0 and lr > 0")
+        if rounds < 1 or sgd_steps < 0 or not math.isfinite(lr) or lr <= 0:
+            raise SrpruneError("rounds must be >= 1, sgd_steps >= 0 and lr a finite number > 0")
         self.rounds, self.sgd_steps, self.lr = int(rounds), int(sgd_steps), float(lr)
         self.variant = variant
         self.reconstruction_weight, self.gamma = float(reconstruction_weight), float(gamma)
@@ -190,22 +191,32 @@ class GreedyGradientSelection(SelectionCriterion):
 
     def _update(self, ctx: Any, consumers: list, weights: list, masks: list, targets: list,
                 batches: list) -> None:
-        """``sgd_steps`` masked SGD steps, undone (and retried at a tenth of the learning rate,
-        up to ``BACKTRACKS`` times) whenever they raise the loss on the first batch."""
+        """``sgd_steps`` masked SGD steps, judged by the loss on the first calibration batch.
+
+        If they raise it (or make it non-finite) they are undone and retried at a ten times
+        smaller learning rate, up to ``BACKTRACKS`` times; if every try fails, the weights
+        stay as they were before the update.
+        """
         if not self.sgd_steps:
             return
         biases = [m.bias for _, m, _ in consumers if m.bias is not None]
         params = [*weights, *biases]
         start = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            before = float(self._loss(ctx, consumers, targets, 0, batches[0]))
+        before: float | None = None
         lr = self.lr
         for _ in range(BACKTRACKS + 1):
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
             for step in range(self.sgd_steps):
                 i = step % len(batches)
                 opt.zero_grad(set_to_none=True)
-                self._loss(ctx, consumers, targets, i, batches[i]).backward()
+                loss = self._loss(ctx, consumers, targets, i, batches[i])
+                if before is None:  # first step of the first try: batch 0, starting weights
+                    before = float(loss.detach())
+                    if not math.isfinite(before):
+                        raise SrpruneError(
+                            f"the selection loss at {consumers[0][0]} is not finite before any "
+                            "update; check the calibration images and the model's weights")
+                loss.backward()
                 for w, mask in zip(weights, masks):
                     w.grad.mul_(mask)
                 opt.step()
