@@ -50,7 +50,7 @@ class PlanCost:
         for name, module in graph.net.named_modules():
             direct = sum(p.numel() for p in module.parameters(recurse=False))
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                c_out, c_in = _channels(module)
+                c_out, c_in = layer_channels(module)
                 self._layers[name] = (module, self._dim(c_out, outs.get(name, [])),
                                       self._dim(c_in, ins.get(name, [])))
             elif direct and name in outs:
@@ -92,7 +92,8 @@ def _dim_total(parts: list[tuple[str, int]], widths: dict[str, int]) -> int:
     return sum(m * widths[u] for u, m in parts)
 
 
-def _channels(module: nn.Module) -> tuple[int, int]:
+def layer_channels(module: nn.Module) -> tuple[int, int]:
+    """(output, input) channels of a conv or linear layer."""
     if isinstance(module, nn.Linear):
         return module.out_features, module.in_features
     return module.out_channels, module.in_channels

@@ -32,6 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
+from srprune.criteria.reconstruction import (
+    collect_stats,
+    least_squares_update,
+    record_kept_rows,
+)
 from srprune.errors import SrpruneError
 from srprune.prefix_cache import PrefixCache
 
@@ -137,12 +142,6 @@ class GreedyGradientSelection(SelectionCriterion):
 
     def _refit(self, unit: Any, kept: list[int], ctx: Any) -> None:
         """Least-squares refit of the kept consumer weights (see the module docstring)."""
-        from srprune.criteria.reconstruction import (
-            collect_stats,
-            least_squares_update,
-            record_kept_rows,
-        )
-
         who = f"criterion '{type(self).__name__}'"
         for stats in collect_stats(unit, ctx, self.refit_samples, "original", who):
             least_squares_update(stats, kept, self.refit_ridge, who)

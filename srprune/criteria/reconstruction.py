@@ -40,6 +40,7 @@ from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
 from srprune.errors import SrpruneError
+from srprune.plan import layer_channels
 
 TARGETS = ("original", "current")
 LSTSQ_RCOND = 1e-10
@@ -428,18 +429,14 @@ def record_kept_rows(unit: Any, kept: list[int], ctx: Any) -> None:
     for name, module, index in unit.producer_modules():
         current = rows.get(name)
         if current is None:
-            current = torch.arange(_out_channels(originals[name]))
-        if len(current) != _out_channels(module):  # pruned where we could not follow it
+            current = torch.arange(layer_channels(originals[name])[0])
+        if len(current) != layer_channels(module)[0]:  # pruned where we could not follow it
             rows.pop(name, None)
             continue
         alive = torch.ones(len(current), dtype=torch.bool)
         if dropped:
             alive[index[dropped].flatten().cpu()] = False
         rows[name] = current[alive]
-
-
-def _out_channels(module: nn.Module) -> int:
-    return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)
 
 
 # ----------------------------------------------------------------- the criterion base
