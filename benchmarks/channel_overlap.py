@@ -21,9 +21,9 @@ from typing import Any
 
 from srprune.api import apply_preset, calibration_batches
 from srprune.criteria.base import register_criterion
-from srprune.engine import compress
 from srprune.models import resolve_model
-from srprune.plugins import CRITERIA
+from srprune.prune.engine import compress
+from srprune.registry import CRITERIA
 
 _RECORDS: dict[str, dict[str, list[int]]] = {}  # criterion name -> unit -> kept channels
 

@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
-    from srprune.plugins import CRITERIA
+    from srprune.registry import CRITERIA
 
     base = {k: getattr(args, k) for k in ("model", "scale", "data", "finetune_steps",
                                           "finetune_lr", "preset", "seed", "device",

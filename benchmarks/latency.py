@@ -26,14 +26,14 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from srprune.cost import model_cost
-from srprune.latency import add_roofline, benchmark
+from srprune.measure.bench import add_roofline, benchmark
+from srprune.measure.cost import model_cost
+from srprune.measure.roofline import available_cpus, measure_roofline
 from srprune.models import build_model
 from srprune.models.channel_config import CONFIG_DIR, read_widths
 from srprune.models.drn import full_widths
 from srprune.models.srmodel import SRModel
 from srprune.models.zoo import build_drn
-from srprune.roofline import available_cpus, measure_roofline
 
 DRN_S = {"n_feats": 16, "n_blocks": 30}
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from srprune.checkpoint import save_checkpoint
-from srprune.data import PatchSampler, builtin_eval_set, open_image_set
-from srprune.evaluate import evaluate_model
+from srprune.data.images import PatchSampler, builtin_eval_set, open_image_set
+from srprune.io.checkpoint import save_checkpoint
 from srprune.models import build_model
-from srprune.train import TrainConfig, Trainer, weights_payload
+from srprune.quality.evaluate import evaluate_model
+from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import srprune
-from srprune.latency import benchmark
+from srprune.measure.bench import benchmark
 from srprune.models import build_model
 
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 import srprune
-from srprune.artifact import save_artifact
-from srprune.data import ImageSet, PatchSampler, builtin_eval_set, open_image_set
-from srprune.engine import compress
-from srprune.evaluate import evaluate_model
+from srprune.data.images import ImageSet, PatchSampler, builtin_eval_set, open_image_set
+from srprune.io.artifact import save_artifact
 from srprune.models import build_model
+from srprune.prune.engine import compress
+from srprune.quality.evaluate import evaluate_model
 
 
 def calibration(data: str | None, scale: int, batches: int, batch: int, patch: int) -> list:

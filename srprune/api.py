@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from srprune.engine import CompressResult, ProgressFn, check_ratio, compress
 from srprune.errors import SrpruneError
 from srprune.models import SRModel, resolve_model
+from srprune.prune.engine import CompressResult, ProgressFn, check_ratio, compress
 
 
 def load(path: str | Path) -> SRModel:
     """Load a compressed-model artifact (``weights_only``; no code is unpickled)."""
-    from srprune.artifact import load_artifact
+    from srprune.io.artifact import load_artifact
 
     return load_artifact(path)
 
@@ -22,7 +22,7 @@ def calibration_batches(data: str | Path | None, scale: int, n_batches: int, bat
     """``n_batches`` seeded batches of aligned LR-pyramid/HR patches from a folder (or [])."""
     if data is None:
         return []
-    from srprune.data import PatchSampler, open_image_set
+    from srprune.data.images import PatchSampler, open_image_set
 
     if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
@@ -42,8 +42,8 @@ def apply_preset(name: str | None, criterion: str, strategy: str, calib_batches:
     criterion_options = dict(criterion_options or {})
     strategy_options = dict(strategy_options or {})
     if name is not None:
-        from srprune.plugins import CRITERIA, STRATEGIES
-        from srprune.presets import criterion_defaults, preset, strategy_defaults
+        from srprune.config import criterion_defaults, preset, strategy_defaults
+        from srprune.registry import CRITERIA, STRATEGIES
 
         budget = preset(name)
         criterion_options = {**criterion_defaults(name, CRITERIA.get(criterion)),
@@ -97,7 +97,7 @@ def compress_model(
     budget and the criterion/strategy effort; explicit ``calib_*`` and option values win.
     Without a preset: 4 calibration batches of 8 LR patches 24x24 and the classes' defaults.
     """
-    from srprune.checkpoint import check_writable
+    from srprune.io.checkpoint import check_writable
 
     check_ratio(ratio)
     calib_batches, calib_batch, calib_patch, criterion_options, strategy_options = (
@@ -118,7 +118,7 @@ def compress_model(
                       batches=batches, criterion_options=criterion_options,
                       strategy_options=strategy_options, seed=seed, device=device,
                       input_size=input_size, progress=progress,
-                      options={"dual_weight": dual_weight})
+                      dual_weight=dual_weight)
     result.quality_before = quality_before
     if finetune_steps:
         import time
@@ -130,7 +130,7 @@ def compress_model(
         result.seconds["finetune"] = time.perf_counter() - t0
     result.quality_after = _quality(model, eval_set, device)
     if out is not None:
-        from srprune.artifact import save_artifact
+        from srprune.io.artifact import save_artifact
 
         save_artifact(model.to("cpu"), out, meta={"source": source, **result.summary()},
                       force=force)
@@ -140,7 +140,7 @@ def compress_model(
 def _training_model(model: SRModel | str, scale: int | None, weights: str | None) -> SRModel:
     if not isinstance(model, str):
         return model
-    from srprune.artifact import is_artifact_path
+    from srprune.io.artifact import is_artifact_path
     from srprune.models import build_model
 
     if is_artifact_path(model):
@@ -159,9 +159,9 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
     Registered names start from random weights unless ``weights`` is given; artifacts (pruned
     models) are fine-tuned from their own weights and written back as artifacts.
     """
-    from srprune.checkpoint import check_writable, save_checkpoint
-    from srprune.data import PatchSampler, open_image_set
-    from srprune.train import TrainConfig, Trainer, weights_payload
+    from srprune.data.images import PatchSampler, open_image_set
+    from srprune.io.checkpoint import check_writable, save_checkpoint
+    from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 
     if out is not None:
         check_writable(out, force)
@@ -181,7 +181,7 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                "config": {k: v for k, v in vars(config).items()}}
     if out is not None:
         if is_artifact:
-            from srprune.artifact import save_artifact
+            from srprune.io.artifact import save_artifact
 
             save_artifact(sr.to("cpu"), out, meta={"trained": summary}, force=force)
         else:
@@ -190,7 +190,7 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
 
 
 def _is_artifact(spec: str) -> bool:
-    from srprune.artifact import is_artifact_path
+    from srprune.io.artifact import is_artifact_path
 
     return is_artifact_path(spec)
 
@@ -198,7 +198,7 @@ def _is_artifact(spec: str) -> bool:
 def _eval_set(evaluate: str | Path | None, scale: int) -> Any:
     if evaluate is None:
         return None
-    from srprune.data import open_image_set
+    from srprune.data.images import open_image_set
 
     return open_image_set(None if str(evaluate) == "builtin" else evaluate, scale)
 
@@ -206,7 +206,7 @@ def _eval_set(evaluate: str | Path | None, scale: int) -> Any:
 def _quality(model: SRModel, eval_set: Any, device: str) -> dict[str, Any] | None:
     if eval_set is None:
         return None
-    from srprune.evaluate import evaluate_model
+    from srprune.quality.evaluate import evaluate_model
 
     return evaluate_model(model, eval_set, device=device)
 
@@ -215,8 +215,8 @@ def _finetune(model: SRModel, data: str | Path, steps: int, lr: float, batch: in
               dual_weight: float, seed: int, device: str,
               progress: ProgressFn | None) -> dict[str, Any]:
     """Dual-regression fine-tuning of the pruned model (cosine schedule from ``lr``)."""
-    from srprune.data import PatchSampler, open_image_set
-    from srprune.train import TrainConfig, Trainer
+    from srprune.data.images import PatchSampler, open_image_set
+    from srprune.training.trainer import TrainConfig, Trainer
 
     sampler = PatchSampler(open_image_set(data, model.scale), model.scale, patch, batch,
                            seed=seed + 1)

@@ -6,9 +6,9 @@ import pytest
 
 import srprune
 from srprune.api import API_CALIBRATION, apply_preset
+from srprune.config import PRESETS
 from srprune.errors import SrpruneError
 from srprune.models import build_model
-from srprune.presets import PRESETS
 
 
 def test_no_preset_keeps_the_api_defaults_and_the_given_options():
@@ -48,6 +48,6 @@ def test_compress_accepts_a_preset():
 
 
 def test_compress_stays_the_function_after_engine_imports():
-    import srprune.engine  # a submodule import must not shadow srprune.compress
+    import srprune.prune.engine  # a submodule import must not shadow srprune.compress
 
     assert callable(srprune.compress) and srprune.compress.__name__ == "compress_model"

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from srprune.context import PruneContext, capture_layer
 from srprune.criteria.cp import ChannelPruning, lasso
 from srprune.criteria.reconstruction import (
     ChannelGram,
@@ -22,11 +21,13 @@ from srprune.criteria.reconstruction import (
     ridge_solve,
 )
 from srprune.criteria.thinet import ThiNet, greedy_removal
-from srprune.engine import compress, make_criterion
 from srprune.errors import SrpruneError
-from srprune.graph import SRGraph
+from srprune.hooks import capture_layer
 from srprune.models import build_model
 from srprune.models.zoo import build_srnet
+from srprune.prune.context import PruneContext
+from srprune.prune.engine import compress, make_criterion
+from srprune.prune.graph import SRGraph
 
 SCALE = 2
 

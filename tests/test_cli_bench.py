@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from srprune.artifact import save_artifact
 from srprune.cli import main
+from srprune.io.artifact import save_artifact
 from srprune.models import build_model
 
 FAST = ["--input-size", "16", "16", "--runs", "3", "--warmup", "1"]
@@ -81,12 +81,12 @@ def test_unreadable_file_exits_2(tmp_path) -> None:
 
 
 def test_export_failure_exits_2(monkeypatch) -> None:
-    import srprune.export
+    import srprune.measure.export
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("no symbolic for this op\nlong traceback follows")
 
-    monkeypatch.setattr(srprune.export, "_export", broken)
+    monkeypatch.setattr(srprune.measure.export, "_export", broken)
     result = CliRunner().invoke(main, ["bench", "drn-t", *FAST])
     assert result.exit_code == 2
     assert "ONNX export of 'drn-t' failed" in result.output

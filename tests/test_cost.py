@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from srprune.cost import count_macs, model_cost
+from srprune.measure.cost import count_macs, model_cost
 from srprune.models import build_model
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srprune.data import (
+from srprune.data.images import (
     BUILTIN_IMAGES,
     ImageSet,
     PatchSampler,
@@ -25,8 +25,8 @@ from srprune.data import (
     open_image_set,
     pyramid_factors,
 )
+from srprune.data.imresize import imresize, quantize
 from srprune.errors import SrpruneError
-from srprune.imresize import imresize, quantize
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

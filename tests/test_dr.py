@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from srprune.cli import main
-from srprune.engine import compress
 from srprune.errors import SrpruneError
 from srprune.models import build_model
 from srprune.models.zoo import build_srnet
+from srprune.prune.engine import compress
 from srprune.search.dr_search import DRSearch
-from srprune.train import dr_loss
+from srprune.training.loss import dr_loss
 
 
 def batches(scale: int, n: int = 2, size: int = 8, seed: int = 0) -> list:
@@ -39,8 +39,8 @@ def tiny_drn():
 
 def trained_tiny_drn():
     """A tiny DRN after a short DR training on smooth images (seeded, ~1 s)."""
-    from srprune.data import PatchSampler
-    from srprune.train import TrainConfig, Trainer
+    from srprune.data.images import PatchSampler
+    from srprune.training.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     yy, xx = np.mgrid[0:64, 0:64]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.export import (
+from srprune.measure.export import (
     DYNAMO_OPSET,
     LEGACY_OPSET,
     check_input_size,
@@ -17,7 +17,7 @@ from srprune.export import (
     first_line,
     onnx_opset,
 )
-from srprune.latency import make_session
+from srprune.measure.session import make_session
 from srprune.models.srmodel import SRModel
 
 
@@ -83,16 +83,16 @@ def test_export_is_one_file_with_dynamic_axes_and_parity(tmp_path) -> None:
 
 
 def test_auto_falls_back_to_dynamo_exporter(tmp_path, monkeypatch) -> None:
-    import srprune.export
+    import srprune.measure.export
 
-    real = srprune.export._export
+    real = srprune.measure.export._export
 
     def legacy_broken(module, example, path, kind):
         if kind == "legacy":
             raise RuntimeError("legacy exporter gone")
         real(module, example, path, kind)
 
-    monkeypatch.setattr(srprune.export, "_export", legacy_broken)
+    monkeypatch.setattr(srprune.measure.export, "_export", legacy_broken)
     result = export_onnx(tiny(), tmp_path / "tiny.onnx", (16, 16))
     assert (result.exporter, result.opset) == ("dynamo", DYNAMO_OPSET)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # external_data=False

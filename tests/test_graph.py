@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from srprune.artifact import load_artifact, save_artifact
-from srprune.cost import model_cost
-from srprune.engine import compress
 from srprune.errors import SrpruneError
-from srprune.graph import SRGraph, check_consistency
+from srprune.io.artifact import load_artifact, save_artifact
+from srprune.measure.cost import model_cost
 from srprune.models import SRModel, build_model
 from srprune.models.zoo import build_srnet
-from srprune.plan import PlanCost
+from srprune.prune.engine import compress
+from srprune.prune.graph import SRGraph, check_consistency
+from srprune.prune.plan import PlanCost
 
 net_configs = st.fixed_dictionaries({
     "scale": st.sampled_from([2, 3, 4]),

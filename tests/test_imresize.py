@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srprune.imresize import cubic, imresize, output_length, quantize, resize_weights
+from srprune.data.imresize import cubic, imresize, output_length, quantize, resize_weights
 
 
 def _dense(in_len: int, out_len: int, scale: float) -> np.ndarray:

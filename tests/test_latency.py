@@ -11,18 +11,15 @@ from onnx import numpy_helper
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.export import export_onnx
-from srprune.latency import (
+from srprune.measure.bench import onnx_file_names
+from srprune.measure.export import export_onnx
+from srprune.measure.latency import (
     LatencyStats,
-    make_session,
-    onnx_file_names,
     ort_latency,
-    random_input,
     time_interleaved,
     torch_latency,
 )
-from srprune.models.srmodel import SRModel
-from srprune.roofline import (
+from srprune.measure.roofline import (
     Roofline,
     achieved_gflops,
     efficiency,
@@ -30,6 +27,8 @@ from srprune.roofline import (
     sgemm_model,
     sgemm_rate,
 )
+from srprune.measure.session import make_session, random_input
+from srprune.models.srmodel import SRModel
 
 
 def small_model() -> SRModel:

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from scipy.ndimage import correlate
 from skimage.metrics import structural_similarity
 
-from srprune.data import ImageSet, make_lr
+from srprune.data.images import ImageSet, make_lr
+from srprune.data.imresize import imresize
 from srprune.errors import SrpruneError
-from srprune.imresize import imresize
-from srprune.quality import bicubic_upscale, evaluate, psnr_y, rgb_to_y, ssim_y
+from srprune.quality.metrics import bicubic_upscale, evaluate, psnr_y, rgb_to_y, ssim_y
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

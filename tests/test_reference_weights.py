@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from srprune.data import builtin_eval_set
-from srprune.evaluate import evaluate_model
+from srprune.data.images import builtin_eval_set
 from srprune.models import build_model, model_spec
+from srprune.quality.evaluate import evaluate_model
 
 
 @pytest.mark.parametrize("scale", [4, 8])

@@ -6,7 +6,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from srprune import plugins
+from srprune import registry
 from srprune.criteria import ScoreCriterion
 from srprune.errors import SrpruneError
 
@@ -15,9 +15,9 @@ class Dummy(ScoreCriterion):
     """A dummy plugin criterion."""
 
 
-def fresh_copy(registry: plugins.Registry) -> plugins.Registry:
+def fresh_copy(registry: registry.Registry) -> registry.Registry:
     """A new registry holding the built-ins of ``registry``, entry points not yet read."""
-    reg = plugins.Registry(registry.kind)
+    reg = registry.Registry(registry.kind)
     for name in registry.names():
         reg._items[name] = registry.get(name)
         reg._sources[name] = registry.source(name)
@@ -25,7 +25,7 @@ def fresh_copy(registry: plugins.Registry) -> plugins.Registry:
 
 
 def test_duplicate_names_raise_and_name_both_sources():
-    reg = plugins.Registry("criteria")
+    reg = registry.Registry("criteria")
     reg._loaded = True
     reg.add("x", Dummy, "pkg_a.mod")
     with pytest.raises(SrpruneError, match="duplicate criteria name"):
@@ -39,34 +39,34 @@ def test_duplicate_names_raise_and_name_both_sources():
 def test_entry_points_are_loaded_and_clashes_reported(monkeypatch):
     from srprune.criteria.magnitude import L1Magnitude
 
-    plugins.CRITERIA.names()  # built-ins loaded before entry points are patched
+    registry.CRITERIA.names()  # built-ins loaded before entry points are patched
     value = "srprune.criteria.magnitude:L1Magnitude"
     eps = [EntryPoint(name="dummy", value=value, group="srprune.criteria")]
-    monkeypatch.setattr(plugins, "entry_points",
+    monkeypatch.setattr(registry, "entry_points",
                         lambda group: eps if group == "srprune.criteria" else [])
-    reg = fresh_copy(plugins.CRITERIA)
+    reg = fresh_copy(registry.CRITERIA)
     assert reg.get("dummy") is L1Magnitude
     assert "l1" in reg.names()
     assert reg.source("dummy") == f"entry point {value}"
 
     clash = [EntryPoint(name="l1", value=value,
                         group="srprune.criteria")]
-    monkeypatch.setattr(plugins, "entry_points",
+    monkeypatch.setattr(registry, "entry_points",
                         lambda group: clash if group == "srprune.criteria" else [])
     with pytest.raises(SrpruneError, match=r"duplicate .* 'l1'.*entry point"):
-        fresh_copy(plugins.CRITERIA).names()
+        fresh_copy(registry.CRITERIA).names()
 
 
 def test_broken_plugin_is_one_clear_error(monkeypatch):
-    plugins.STRATEGIES.names()  # built-ins loaded before entry points are patched
+    registry.STRATEGIES.names()  # built-ins loaded before entry points are patched
     eps = [EntryPoint(name="broken", value="no_such_module_xyz:thing",
                       group="srprune.search")]
-    monkeypatch.setattr(plugins, "entry_points",
+    monkeypatch.setattr(registry, "entry_points",
                         lambda group: eps if group == "srprune.search" else [])
     with pytest.raises(SrpruneError, match=r"plugin 'broken'.*failed to load"):
-        fresh_copy(plugins.STRATEGIES).names()
+        fresh_copy(registry.STRATEGIES).names()
 
 
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(SrpruneError, match=r"unknown strategy 'zzz'; known: .*uniform"):
-        plugins.STRATEGIES.get("zzz")
+        registry.STRATEGIES.get("zzz")

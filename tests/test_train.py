@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from srprune.cli import main
-from srprune.data import PatchSampler
+from srprune.data.images import PatchSampler
 from srprune.errors import SrpruneError
 from srprune.models import build_model, load_weights
 from srprune.models.zoo import build_srnet
-from srprune.train import TrainConfig, Trainer, dr_loss
+from srprune.training.loss import dr_loss
+from srprune.training.trainer import TrainConfig, Trainer
 
 
 def images(n: int = 2, size: int = 48, seed: int = 0) -> list[np.ndarray]:

@@ -49,8 +49,8 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
     Models run interleaved (A B A B ...) on one random input; speed-ups are relative to the
     first model. Each argument is a registered model name or an srprune artifact file.
     """
-    from srprune.latency import add_roofline, bench_steps, benchmark
-    from srprune.roofline import available_cpus, measure_roofline
+    from srprune.measure.bench import add_roofline, bench_steps, benchmark
+    from srprune.measure.roofline import available_cpus, measure_roofline
 
     loaded = [(spec, load_model_arg(spec, scale)) for spec in models]
     progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),

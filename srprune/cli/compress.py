@@ -71,8 +71,8 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
             seed: int, out: str, force: bool, as_json: bool) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
     from srprune.api import apply_preset, compress_model
-    from srprune.checkpoint import check_writable
     from srprune.errors import SrpruneError
+    from srprune.io.checkpoint import check_writable
 
     check_writable(out, force)
     if ratio is None and strategy != "from-file":

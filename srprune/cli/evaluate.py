@@ -19,9 +19,9 @@ from srprune.cli.common import console, json_option, load_model_arg, print_json,
 def command(model: str, scale: int | None, weights: str | None, data: str | None, device: str,
             as_json: bool) -> None:
     """Evaluate MODEL (name or artifact) on --data (or the built-in photos)."""
-    from srprune.data import open_image_set
+    from srprune.data.images import open_image_set
     from srprune.errors import SrpruneError
-    from srprune.evaluate import evaluate_model
+    from srprune.quality.evaluate import evaluate_model
 
     if data is not None and not __import__("pathlib").Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")

@@ -28,7 +28,7 @@ from srprune.cli.common import (
 def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights: str | None,
              channel_config: str | None, as_json: bool) -> None:
     """Parameters, MACs (two conventions) and output shapes of MODEL (name or artifact)."""
-    from srprune.cost import model_cost
+    from srprune.measure.cost import model_cost
 
     sr = load_model_arg(model, scale, weights, channel_config)
     size = check_input_size(input_size, sr.scale)

@@ -9,7 +9,7 @@ from srprune.cli.common import console, json_option, print_json
 
 
 def _rows(kind: str) -> list[dict]:
-    from srprune.plugins import CRITERIA, MODELS, STRATEGIES
+    from srprune.registry import CRITERIA, MODELS, STRATEGIES
 
     registry = {"models": MODELS, "criteria": CRITERIA, "strategies": STRATEGIES}[kind]
     rows = []

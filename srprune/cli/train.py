@@ -34,8 +34,8 @@ def command(model: str, data: str, scale: int | None, steps: int, weights: str |
             checkpoint: str | None, resume: bool, out: str, force: bool, as_json: bool) -> None:
     """Train MODEL (name or artifact) with the dual-regression loss on HR images in --data."""
     from srprune.api import train_model
-    from srprune.checkpoint import check_writable
     from srprune.errors import SrpruneError
+    from srprune.io.checkpoint import check_writable
 
     check_writable(out, force)
     if steps < 1:

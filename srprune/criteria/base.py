@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from srprune.plugins import CRITERIA
+from srprune.registry import CRITERIA
 
 
 class Criterion:
@@ -27,6 +27,9 @@ class Criterion:
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"{type(self).__name__} takes no option {sorted(options)[0]!r}")
+
+    def prepare(self, ctx: Any) -> None:
+        """Called once by the engine before the first unit is pruned (default: nothing)."""
 
     def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
         raise NotImplementedError

@@ -12,7 +12,7 @@ import torch
 
 from srprune.criteria.base import register_criterion
 from srprune.criteria.greedy import GreedyGradientSelection
-from srprune.train import dr_loss_from_outputs
+from srprune.training.loss import dr_loss_from_outputs
 
 
 @register_criterion("dcp")

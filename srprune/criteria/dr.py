@@ -14,7 +14,7 @@ import torch
 
 from srprune.criteria.base import register_criterion
 from srprune.criteria.greedy import GreedyGradientSelection
-from srprune.train import DUAL_FEATS, dr_loss_from_outputs, fit_duals
+from srprune.training.loss import DUAL_FEATS, dr_loss_from_outputs, fit_duals
 
 
 @register_criterion("dr")

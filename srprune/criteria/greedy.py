@@ -38,7 +38,7 @@ from srprune.criteria.reconstruction import (
     record_kept_rows,
 )
 from srprune.errors import SrpruneError
-from srprune.prefix_cache import PrefixCache
+from srprune.prune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
 REFITS = ("none", "lstsq")

@@ -40,7 +40,7 @@ from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
 from srprune.errors import SrpruneError
-from srprune.plan import layer_channels
+from srprune.prune.plan import layer_channels
 
 TARGETS = ("original", "current")
 LSTSQ_RCOND = 1e-10

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from srprune.checkpoint import read_checkpoint
 from srprune.errors import SrpruneError
+from srprune.io.checkpoint import read_checkpoint
 from srprune.models.srmodel import FinalOutput, SRModel
-from srprune.plugins import MODELS
+from srprune.registry import MODELS
 
 __all__ = ["FinalOutput", "SRModel", "build_model", "load_weights", "model_spec", "resolve_model"]
 
@@ -95,7 +95,7 @@ def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
                   channel_config: str | None = None) -> SRModel:
     """A registered model name or a saved srprune artifact file, as an ``SRModel``."""
-    from srprune.artifact import is_artifact_path, load_artifact
+    from srprune.io.artifact import is_artifact_path, load_artifact
 
     if is_artifact_path(spec):
         model = load_artifact(spec)

@@ -11,7 +11,7 @@ from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_l
 from srprune.models.drn import DRN, dual_models, full_widths
 from srprune.models.srmodel import SRModel
 from srprune.models.srnet import SRNet
-from srprune.plugins import MODELS
+from srprune.registry import MODELS
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 

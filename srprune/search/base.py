@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from srprune.plugins import STRATEGIES
+from srprune.registry import STRATEGIES
 
 
 class Strategy:
@@ -13,7 +13,7 @@ class Strategy:
 
     ``plan(units, ratio, ctx, cost)`` gets the units in network order, the target fraction
     of primal parameters to remove, the pruning context (model, data, seed) and a
-    ``srprune.plan.PlanCost`` that predicts params/MACs of any plan exactly.
+    ``srprune.prune.plan.PlanCost`` that predicts params/MACs of any plan exactly.
     """
 
     needs_data: ClassVar[bool] = False

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.plan import plan_to_json, plan_to_text
+from srprune.prune.plan import plan_to_json, plan_to_text
 from srprune.search.base import Strategy, register_strategy, round_width
-from srprune.train import dr_loss, ensure_duals
+from srprune.training.loss import dr_loss, ensure_duals
 
 WIDTH_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from srprune.errors import SrpruneError
-from srprune.plan import read_plan
+from srprune.prune.plan import read_plan
 from srprune.search.base import Strategy, register_strategy, round_width
 
 

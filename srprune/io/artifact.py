@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from srprune.checkpoint import read_checkpoint, save_checkpoint
 from srprune.errors import SrpruneError
+from srprune.io.checkpoint import read_checkpoint, save_checkpoint
 from srprune.models.srmodel import SRModel
 
 FORMAT = "srprune-artifact"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srprune.context import StopForward
+from srprune.hooks import StopForward
 
 
 class PrefixCache:

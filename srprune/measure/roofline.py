@@ -4,7 +4,7 @@ The "peak" is not a datasheet number: it is the float32 matrix-multiply rate tha
 Runtime's own kernels (MLAS, the library under its convolutions) reach here, timed with
 the same session settings and thread count as the models: a one-node ``MatMul`` ONNX graph,
 n x n by n x n, median of several products. A convolution network's achieved rate is
-``2 * MACs / latency`` (MACs = conv/linear multiply-accumulates, see ``srprune.cost``);
+``2 * MACs / latency`` (MACs = conv/linear multiply-accumulates, see ``srprune.measure.cost``);
 efficiency = achieved / peak.
 
 ``srprune bench --roofline`` times the SGEMM graph interleaved with the models (same
@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from srprune.measure.session import make_session
 
 DEFAULT_SIZES = (1024, 2048)
 INTERLEAVED_N = 1024
@@ -54,8 +56,6 @@ def sgemm_model(path: str | Path, n: int) -> Path:
 
 def sgemm_runner(path: str | Path, n: int, threads: int) -> Callable[[], object]:
     """One SGEMM product per call, through an ORT session with the protocol's settings."""
-    from srprune.latency import make_session
-
     session = make_session(path, threads)
     feed = {"a": np.random.default_rng(1).random((n, n), dtype=np.float32)}
     return lambda: session.run(None, feed)

@@ -23,8 +23,8 @@ def sr_function(model: SRModel, device: str = "cpu") -> Any:
 
 
 def evaluate_model(model: SRModel, image_set: Any, device: str = "cpu") -> dict[str, Any]:
-    """``srprune.quality.evaluate`` for a model (PSNR/SSIM on Y, ``scale``-px border crop)."""
-    from srprune.quality import evaluate
+    """``quality.metrics.evaluate`` for a model (PSNR/SSIM on Y, ``scale``-px border crop)."""
+    from srprune.quality.metrics import evaluate
 
     was_training = model.net.training
     model.net.eval()

@@ -29,10 +29,10 @@ import numpy as np
 import onnx
 import torch
 
-from srprune.checkpoint import write_atomic
-from srprune.cost import Cost, model_cost
 from srprune.errors import SrpruneError
-from srprune.latency import make_session
+from srprune.io.checkpoint import write_atomic
+from srprune.measure.cost import Cost, model_cost
+from srprune.measure.session import make_session
 from srprune.models.srmodel import SRModel
 
 LEGACY_OPSET = 17

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from srprune.data import ImagePair, check_scale
+from srprune.data.images import ImagePair, check_scale
+from srprune.data.imresize import imresize, quantize
 from srprune.errors import SrpruneError
-from srprune.imresize import imresize, quantize
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 _SSIM_WINDOW = 11  # skimage's Gaussian window for sigma=1.5, truncate=3.5

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.graph import PruningUnit, SRGraph
+from srprune.prune.graph import PruningUnit, SRGraph
 
 Plan = dict[str, int]
 

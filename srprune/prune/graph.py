@@ -24,6 +24,7 @@ from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
 from srprune.errors import SrpruneError
+from srprune.prune.contracts import LayerSlice
 
 SCOPES = ("internal", "all")
 _CHANNEL_ATTR = "_srprune_out_channels"
@@ -135,14 +136,14 @@ class PruningUnit:
         assert self._graph is not None
         return self._graph.members(self)
 
-    def consumer_modules(self) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    def consumer_modules(self) -> list[LayerSlice]:
         """(name, module, index) of the convs/linears that read this unit's channels."""
-        return [(m.name, m.module, m.index) for m in self.members()
+        return [LayerSlice(m.name, m.module, m.index) for m in self.members()
                 if m.dim == "in" and isinstance(m.module, (nn.Conv2d, nn.Linear))]
 
-    def producer_modules(self) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    def producer_modules(self) -> list[LayerSlice]:
         """(name, module, index) of the convs/linears that write this unit's channels."""
-        return [(m.name, m.module, m.index) for m in self.members()
+        return [LayerSlice(m.name, m.module, m.index) for m in self.members()
                 if m.dim == "out" and isinstance(m.module, (nn.Conv2d, nn.Linear))]
 
     def as_dict(self) -> dict:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from srprune.data.imresize import imresize
+from srprune.data.imresize import quantize as round_to_levels
 from srprune.errors import SrpruneError
-from srprune.imresize import imresize
-from srprune.imresize import quantize as round_to_levels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 BUILTIN_IMAGES = (

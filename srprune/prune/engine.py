@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from srprune.context import PruneContext
-from srprune.cost import Cost, model_cost
 from srprune.errors import SrpruneError
-from srprune.graph import SRGraph
+from srprune.measure.cost import Cost, model_cost
 from srprune.models.srmodel import SRModel
-from srprune.plan import PlanCost, plan_to_json
-from srprune.plugins import CRITERIA, STRATEGIES
+from srprune.prune.context import PruneContext
+from srprune.prune.graph import SRGraph
+from srprune.prune.plan import PlanCost, plan_to_json
+from srprune.registry import CRITERIA, STRATEGIES
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -115,13 +115,13 @@ def compress(
     device: str = "cpu",
     input_size: tuple[int, int] = (96, 96),
     protect: tuple[str, ...] = (),
-    options: dict[str, Any] | None = None,
+    dual_weight: float = 0.1,
     progress: ProgressFn | None = None,
 ) -> CompressResult:
     """Prune ``model`` in place and return the result (see module docstring).
 
     ``batches`` are calibration batches ``(LR pyramid, HR)`` for data-driven criteria and
-    strategies; ``options`` holds run-wide settings (e.g. ``dual_weight``) seen by plugins.
+    strategies; ``dual_weight`` is lambda of the DR loss for criteria and strategies that use it.
     """
     ratio = check_ratio(ratio)
     crit = make_criterion(criterion, criterion_options)
@@ -140,7 +140,7 @@ def compress(
     if not units:
         raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")
     ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches or []),
-                       device=device, seed=seed, options=dict(options or {}))
+                       device=device, seed=seed, dual_weight=dual_weight)
     for needs, who in ((crit.needs_data, f"criterion '{criterion}'"),
                        (strat.needs_data, f"strategy '{strategy}'")):
         if needs:
@@ -153,6 +153,8 @@ def compress(
     seconds["search"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if any(keep.get(u.name, u.width) < u.width for u in units):
+        crit.prepare(ctx)
     for done, unit in enumerate(units):
         n_keep = keep.get(unit.name, unit.width)
         if n_keep < unit.width:
@@ -160,6 +162,7 @@ def compress(
             if len(set(kept)) != n_keep:
                 raise SrpruneError(f"criterion '{criterion}' kept {len(set(kept))} channels of "
                                    f"{unit.name}, {n_keep} were asked")
+            ctx.kept_rows.record(unit, kept)
             graph.prune(unit, kept)
         if progress is not None:
             progress("prune", done + 1, len(units))

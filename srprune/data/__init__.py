@@ -1,0 +1,1 @@
+"""Images in: folders and paired layouts, MATLAB-compatible bicubic, LR pyramids, patches."""

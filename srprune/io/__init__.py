@@ -1,0 +1,1 @@
+"""Files out and in: atomic writes, safe (tensor-only) checkpoint reads, artifact format."""

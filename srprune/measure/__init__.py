@@ -1,0 +1,1 @@
+"""Measurement: params and MACs, ONNX export, ONNX Runtime sessions, latency, roofline."""

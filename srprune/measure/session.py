@@ -1,0 +1,37 @@
+"""ONNX Runtime CPU sessions with the latency protocol's settings, and the benchmark input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from srprune.errors import SrpruneError
+
+
+def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session with the protocol's settings (``threads`` intra-op threads, >= 1)."""
+    if threads < 1:
+        raise SrpruneError(f"thread count must be at least 1, got {threads}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception classes
+        text = str(exc).strip().splitlines()
+        raise SrpruneError(f"ONNX Runtime cannot load {path}: "
+                           f"{text[0] if text else type(exc).__name__}") from None
+
+
+def random_input(input_size: tuple[int, int], batch: int = 1, rgb_range: float = 255.0,
+                 seed: int = 0) -> np.ndarray:
+    """The benchmark input: (batch, 3, H, W) float32 uniform in 0..rgb_range."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, 3, *input_size), dtype=np.float32) * np.float32(rgb_range)
+    return np.ascontiguousarray(x)

@@ -1,0 +1,1 @@
+"""The pruning core: dependency graph (the only user of Torch-Pruning), units, plans, engine."""

@@ -1,0 +1,1 @@
+"""Dual-regression training: the DR loss, dual nets and the trainer."""

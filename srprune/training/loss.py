@@ -1,0 +1,81 @@
+"""The dual-regression (DR) loss, and dual nets for models that bring none.
+
+Loss (mean L1 on the [0, 255] scale): the primal term compares the final output with HR and,
+for multi-output nets such as DRN, every intermediate output with the LR image of its scale;
+the dual term maps outputs back down with the dual nets and compares them with the LR images:
+``loss = primal + dual_weight * dual`` (dual_weight = lambda = 0.1 by default).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from srprune.errors import SrpruneError
+from srprune.models.drn import dual_models
+from srprune.models.srmodel import SRModel
+
+DUAL_FEATS = 16  # width of dual nets built for models that bring none
+
+
+def ensure_duals(model: SRModel) -> SRModel:
+    """Give a model the dual nets of its scale when it has none (needed by the DR loss)."""
+    if model.duals is None:
+        model.duals = dual_models(model.scale, DUAL_FEATS)
+    return model
+
+
+def dr_loss(model: SRModel, lr_pyramid: list[torch.Tensor], hr: torch.Tensor,
+            dual_weight: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, primal, dual) dual-regression loss of one batch.
+
+    ``lr_pyramid`` is ``[LR_s, ..., LR_2]`` (smallest first); its first item is the input.
+    """
+    outputs = model.outputs(lr_pyramid[0])
+    return dr_loss_from_outputs(model, outputs, lr_pyramid, hr, dual_weight)
+
+
+def dr_loss_from_outputs(model: SRModel, outputs: list[torch.Tensor],
+                         lr_pyramid: list[torch.Tensor], hr: torch.Tensor,
+                         dual_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DR loss for precomputed primal outputs (multi-scale or final-only)."""
+    if outputs[-1].shape != hr.shape:
+        raise SrpruneError(f"model output {tuple(outputs[-1].shape)} does not match HR "
+                           f"{tuple(hr.shape)}: is the data at the model's scale?")
+    primal = F.l1_loss(outputs[-1], hr)
+    multi = len(outputs) == len(lr_pyramid) + 1
+    if multi:
+        for out, target in zip(outputs[:-1], lr_pyramid):
+            primal = primal + F.l1_loss(out, target)
+    dual = hr.new_zeros(())
+    if dual_weight and model.duals is not None:
+        if multi:
+            for k, net in enumerate(model.duals):
+                dual = dual + F.l1_loss(net(outputs[k + 1]), lr_pyramid[k])
+        else:  # chain the dual nets down from the final image
+            x = outputs[-1]
+            for k in reversed(range(len(model.duals))):
+                x = model.duals[k](x)
+                dual = dual + F.l1_loss(x, lr_pyramid[k])
+    return primal + dual_weight * dual, primal, dual
+
+
+def fit_duals(model: SRModel, batches: list, steps: int = 200, lr: float = 1e-3,
+              device: str = "cpu") -> float:
+    """Fit only the dual nets (primal frozen) on ``batches``; returns the last dual loss."""
+    model = ensure_duals(model)
+    opt = torch.optim.Adam(model.duals.parameters(), lr=lr)
+    with torch.no_grad():
+        cached = [([t.to(device) for t in lr_pyr], model.outputs(lr_pyr[0].to(device)))
+                  for lr_pyr, _ in batches]
+    last = float("nan")
+    model.duals.train()
+    for step in range(steps):
+        lr_pyr, outputs = cached[step % len(cached)]
+        opt.zero_grad(set_to_none=True)
+        _, _, dual = dr_loss_from_outputs(model, outputs, lr_pyr, outputs[-1], 1.0)
+        dual.backward()
+        opt.step()
+        last = dual.item()
+    model.duals.eval()
+    return last
