@@ -1,14 +1,28 @@
-"""Named budgets for data-driven compression: calibration size and search/selection effort.
+"""One run configuration: typed settings built once from CLI flags, Python keywords or a preset.
 
-``fast`` is for demos, ``default`` keeps DR pruning of DRN-S x4 within minutes on 2 CPU cores,
-``thorough`` spends more for quality. Explicit options always win over a preset.
+Every setting has one flat name, used alike by ``srprune compress --calib-batches 8`` and
+``srprune.compress(..., calib_batches=8)``. :meth:`RunConfig.build` fills the unset ones
+(``None``) from a preset or the defaults, validates them all (one-line ``SrpruneError``
+naming the setting and its flag), and groups them by job: calibration, selection,
+fine-tuning, cost input and output. Explicit values always win over the preset.
+
+Presets (``fast``, ``default``, ``thorough``) set the calibration budget, plus options for
+any criterion or strategy class that declares a ``preset_group`` ("greedy": rounds, SGD
+steps and batches of gradient-selection criteria such as ``dr`` and ``dcp``; "search":
+steps of search strategies such as ``dr-search``). ``fast`` is for demos; ``default`` keeps
+DR pruning of DRN-S x4 within minutes on 2 CPU cores; ``thorough`` spends more for quality.
+Without a preset, calibration is :data:`API_CALIBRATION` and the classes keep their own
+option defaults (the Python API's behaviour; the CLI always applies a preset).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from srprune.errors import SrpruneError
+from srprune.registry import CRITERIA, STRATEGIES
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"calib_batches": 2, "calib_batch": 4, "calib_patch": 16,
@@ -21,23 +35,201 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "greedy": {"rounds": 4, "sgd_steps": 4, "max_batches": 8},
                  "search": {"steps": 200}},
 }
+API_CALIBRATION = {"calib_batches": 4, "calib_batch": 8, "calib_patch": 24}
+SCOPES = ("internal", "all")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration data for data-driven criteria and strategies: ``batches`` x ``batch``
+    aligned LR/HR patches of ``patch`` x ``patch`` LR pixels from ``data`` (None: no data)."""
+
+    data: str | None = None
+    batches: int = API_CALIBRATION["calib_batches"]
+    batch: int = API_CALIBRATION["calib_batch"]
+    patch: int = API_CALIBRATION["calib_patch"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to remove: the ratio, who decides how many channels per unit and which ones."""
+
+    ratio: float = 0.0
+    criterion: str = "l1"
+    strategy: str = "uniform"
+    scope: str = "internal"
+    criterion_options: dict[str, Any] = field(default_factory=dict)
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    protect: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Dual-regression fine-tuning after pruning (``steps`` 0: none)."""
+
+    steps: int = 0
+    lr: float = 5e-4
+    batch: int = 16
+    patch: int = 32
+
+
+@dataclass(frozen=True)
+class CostInput:
+    """The LR input size (H, W) at which MACs are counted."""
+
+    input_size: tuple[int, int] = (96, 96)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the artifact goes (None: not written) and whether it may replace a file."""
+
+    path: str | None = None
+    force: bool = False
+
+
+# flat setting name -> (group, field); the group "" is RunConfig itself
+SETTINGS: dict[str, tuple[str, str]] = {
+    "ratio": ("selection", "ratio"), "criterion": ("selection", "criterion"),
+    "strategy": ("selection", "strategy"), "scope": ("selection", "scope"),
+    "criterion_options": ("selection", "criterion_options"),
+    "strategy_options": ("selection", "strategy_options"), "protect": ("selection", "protect"),
+    "data": ("calibration", "data"), "calib_batches": ("calibration", "batches"),
+    "calib_batch": ("calibration", "batch"), "calib_patch": ("calibration", "patch"),
+    "finetune_steps": ("finetune", "steps"), "finetune_lr": ("finetune", "lr"),
+    "finetune_batch": ("finetune", "batch"), "finetune_patch": ("finetune", "patch"),
+    "input_size": ("cost", "input_size"), "out": ("output", "path"),
+    "force": ("output", "force"), "seed": ("", "seed"), "device": ("", "device"),
+    "dual_weight": ("", "dual_weight"), "evaluate": ("", "evaluate"), "preset": ("", "preset"),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All settings of one compression run, grouped by job (see the module docstring)."""
+
+    selection: Selection = field(default_factory=Selection)
+    calibration: Calibration = field(default_factory=Calibration)
+    finetune: FineTune = field(default_factory=FineTune)
+    cost: CostInput = field(default_factory=CostInput)
+    output: Output = field(default_factory=Output)
+    seed: int = 0
+    device: str = "cpu"
+    dual_weight: float = 0.1
+    evaluate: str | None = None
+    preset: str | None = None
+
+    @classmethod
+    def build(cls, **settings: Any) -> RunConfig:
+        """A validated config from flat settings; ``None`` values mean "unset".
+
+        Unset calibration sizes and criterion/strategy options come from ``preset`` (when
+        given), then from the defaults. Unknown names raise ``TypeError`` like a function.
+        """
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown setting {unknown[0]!r}; known: {', '.join(SETTINGS)}")
+        given = {k: v for k, v in settings.items() if v is not None}
+        preset_name = given.get("preset")
+        budget = preset(preset_name) if preset_name is not None else API_CALIBRATION
+        for key in API_CALIBRATION:
+            given.setdefault(key, budget[key])
+        criterion = given.get("criterion", Selection.criterion)
+        strategy = given.get("strategy", Selection.strategy)
+        given["criterion_options"] = {
+            **preset_options(preset_name, CRITERIA.get(criterion)),
+            **dict(given.get("criterion_options") or {})}
+        given["strategy_options"] = {
+            **preset_options(preset_name, STRATEGIES.get(strategy)),
+            **dict(given.get("strategy_options") or {})}
+        _validate(given)
+        groups: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for key, value in given.items():
+            group, name = SETTINGS[key]
+            (groups.setdefault(group, {}) if group else top)[name] = value
+        return cls(**{group: _GROUPS[group](**values) for group, values in groups.items()},
+                   **top)
+
+    def settings(self) -> dict[str, Any]:
+        """The flat settings (the inverse of :meth:`build`, preset already applied)."""
+        flat = {}
+        for key, (group, name) in SETTINGS.items():
+            flat[key] = getattr(getattr(self, group) if group else self, name)
+        return flat
+
+
+_GROUPS = {"selection": Selection, "calibration": Calibration, "finetune": FineTune,
+           "cost": CostInput, "output": Output}
 
 
 def preset(name: str) -> dict[str, Any]:
+    """A preset's budget by name (one-line error for unknown names)."""
     if name not in PRESETS:
         raise SrpruneError(f"unknown preset '{name}'; use one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
-def criterion_defaults(name: str, criterion_cls: type) -> dict[str, Any]:
-    """Preset options for criteria built on greedy gradient selection (dr, dcp, ...)."""
-    from srprune.criteria.greedy import GreedyGradientSelection
+def preset_options(name: str | None, cls: type) -> dict[str, Any]:
+    """The options a preset sets for a criterion or strategy class (by its ``preset_group``)."""
+    group = getattr(cls, "preset_group", None)
+    if name is None or group is None:
+        return {}
+    return dict(preset(name).get(group, {}))
 
-    return dict(preset(name)["greedy"]) if issubclass(criterion_cls,
-                                                      GreedyGradientSelection) else {}
+
+def _flag(key: str) -> str:
+    return f"{key} (--{key.replace('_', '-')})"
 
 
-def strategy_defaults(name: str, strategy_cls: type) -> dict[str, Any]:
-    from srprune.search.dr_search import DRSearch
+def _check_int(given: dict[str, Any], key: str, minimum: int) -> None:
+    value = given.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SrpruneError(f"{_flag(key)} must be an integer >= {minimum}, got {value!r}")
 
-    return dict(preset(name)["search"]) if issubclass(strategy_cls, DRSearch) else {}
+
+def _check_number(given: dict[str, Any], key: str, low: float, high: float = math.inf,
+                  open_low: bool = False, open_high: bool = False) -> None:
+    value = given.get(key)
+    if value is None:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value)
+          and (value > low if open_low else value >= low)
+          and (value < high if open_high else value <= high))
+    if not ok:
+        lo, hi = "(" if open_low else "[", ")" if open_high else "]"
+        raise SrpruneError(f"{_flag(key)} must be a finite number in {lo}{low}, {high}{hi}, "
+                           f"got {value!r}")
+
+
+def _validate(given: dict[str, Any]) -> None:
+    ratio = given.get("ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                              or not 0.0 <= ratio < 1.0):
+        raise SrpruneError(f"ratio {ratio} is outside [0, 1): it is the fraction of parameters "
+                           "to remove")
+    for key in ("calib_batches", "calib_batch", "calib_patch", "finetune_batch",
+                "finetune_patch"):
+        _check_int(given, key, 1)
+    _check_int(given, "finetune_steps", 0)
+    _check_int(given, "seed", 0)
+    _check_number(given, "finetune_lr", 0.0, open_low=True)
+    _check_number(given, "dual_weight", 0.0)
+    scope = given.get("scope")
+    if scope is not None and scope not in SCOPES:
+        raise SrpruneError(f"unknown scope '{scope}'; use one of {', '.join(SCOPES)}")
+    size = given.get("input_size")
+    if size is not None:
+        if len(tuple(size)) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                        for v in size):
+            raise SrpruneError(f"input_size (--input-size) must be two positive integers H W, "
+                               f"got {size!r}")
+        given["input_size"] = tuple(size)
+    if "protect" in given:
+        given["protect"] = tuple(given["protect"])
+    for key in ("data", "evaluate", "out"):
+        if key in given:
+            given[key] = str(given[key])

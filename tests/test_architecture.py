@@ -28,7 +28,7 @@ ALLOWED = {
     "search": {"core", "prune", "training", "models", "io", "data"},
     "api": {"core", "criteria", "search", "prune", "training", "measure", "quality", "models",
             "data", "io"},
-    "cli": {"core", "api", "prune", "training", "measure", "quality", "models", "data", "io"},
+    "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data", "io"},
     "root": {"core", "api"},
 }
 CORE = {"errors", "registry", "config", "hooks"}
@@ -73,7 +73,7 @@ def room(module: str) -> str:
         return "root"
     if parts[1] in CORE:
         return "core"
-    return parts[1].removesuffix("") if parts[1] != "api" else "api"
+    return parts[1]
 
 
 def graph() -> dict[str, set[str]]:

@@ -10,16 +10,9 @@ import torch
 from torch import nn
 
 from srprune.criteria.cp import ChannelPruning, lasso
-from srprune.criteria.reconstruction import (
-    ChannelGram,
-    ConsumerStats,
-    channel_gram,
-    collect_stats,
-    least_squares_update,
-    output_error,
-    patches,
-    ridge_solve,
-)
+from srprune.criteria.gram import ChannelGram, channel_gram, output_error
+from srprune.criteria.least_squares import least_squares_update, ridge_solve
+from srprune.criteria.sampling import ConsumerStats, collect_stats, patches
 from srprune.criteria.thinet import ThiNet, greedy_removal
 from srprune.errors import SrpruneError
 from srprune.hooks import capture_layer
@@ -250,6 +243,7 @@ def test_same_seed_same_channels_and_weights(criterion):
         ctx = context(model, make_batches(), seed=3)
         unit = ctx.graph.units()[0]
         crit = make_criterion(criterion, options)
+        crit.prepare(ctx)
         kept = crit.select(unit, 3, ctx)
         ctx.graph.prune(unit, kept)
         runs.append((kept, model.net.state_dict()))
@@ -349,6 +343,7 @@ def test_original_target_follows_consumer_outputs_pruned_earlier():
     ctx = context(model, make_batches())
     trunk = next(u for u in ctx.graph.units("all") if u.kind == "trunk")
     kept = ChannelPruning().select(trunk, 6, ctx)
+    ctx.kept_rows.record(trunk, kept)  # as the engine does before pruning
     ctx.graph.prune(trunk, kept)
     unit = ctx.graph.units()[0]  # block 0: its consumer conv2 writes the pruned trunk
     original = collect_stats(unit, ctx, 4000, "original", "test")[0]
@@ -360,8 +355,6 @@ def test_original_target_follows_consumer_outputs_pruned_earlier():
 
 def test_kept_rows_follow_a_producer_shared_by_two_units():
     """A conv whose output is concatenated belongs to two units: rows map back through both."""
-    from srprune.criteria.reconstruction import _KEPT_ROWS, record_kept_rows
-
     torch.manual_seed(0)
     model = build_model("drn-t", 4, pretrained=False, n_blocks=1)
     original = copy.deepcopy(model)
@@ -371,10 +364,10 @@ def test_kept_rows_follow_a_producer_shared_by_two_units():
              if shared in [name for name, _, _ in u.producer_modules()]]
     assert len(units) == 2
     for unit, kept in zip(units, ([1, 4, 6, 9, 15], [0, 2, 3, 7, 8, 10, 12, 13, 14])):
-        record_kept_rows(unit, kept, ctx)
+        ctx.kept_rows.record(unit, kept)
         ctx.graph.prune(unit, kept)
-    rows = _KEPT_ROWS[original.net][shared]
     conv = dict(model.net.named_modules())[shared]
+    rows = ctx.original_rows(shared, conv.out_channels)
     assert len(rows) == conv.out_channels == 14
     # no consumer refit happened: the surviving rows are the original rows, unchanged
     assert torch.equal(conv.weight, dict(original.net.named_modules())[shared].weight[rows])

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from srprune.cli import main
-from srprune.io.artifact import save_artifact
+from srprune.models.artifacts import save_artifact
 from srprune.models import build_model
 
 FAST = ["--input-size", "16", "16", "--runs", "3", "--warmup", "1"]

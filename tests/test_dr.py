@@ -98,6 +98,40 @@ def test_dr_builds_and_fits_duals_when_the_model_has_none():
     assert model.duals is not None and len(model.duals) == 1
 
 
+def _dr_context(model, calib: list, dual_weight: float):
+    import copy
+
+    from srprune.prune.context import PruneContext
+    from srprune.prune.graph import SRGraph
+
+    return PruneContext(model=model, original=copy.deepcopy(model), graph=SRGraph(model.net, 4),
+                        batches=calib, dual_weight=dual_weight)
+
+
+def test_dr_uses_the_runs_dual_weight_unless_the_option_overrides_it():
+    """``--dual-weight`` / ``dual_weight=`` reach the selection loss; ``dual_weight=X`` wins."""
+    from srprune.criteria.dr import DualRegression
+
+    torch.manual_seed(0)
+    model = tiny_drn()
+    calib = batches(4)
+    lr_pyramid, hr = calib[0]
+    losses = {}
+    for option in (None, 0.1):
+        crit = DualRegression() if option is None else DualRegression(dual_weight=option)
+        for lam in (0.0, 5.0):
+            ctx = _dr_context(model, calib, lam)
+            crit.prepare(ctx)
+            with torch.no_grad():
+                outputs = model.outputs(lr_pyramid[0])
+                losses[option, lam] = float(crit.aux_loss(ctx, outputs, lr_pyramid, hr))
+    with torch.no_grad():
+        want = {lam: float(dr_loss(model, lr_pyramid, hr, lam)[0]) for lam in (0.0, 0.1, 5.0)}
+    assert want[0.0] != want[5.0]  # the dual term is not zero on this model
+    assert losses[None, 0.0] == want[0.0] and losses[None, 5.0] == want[5.0]
+    assert losses[0.1, 0.0] == losses[0.1, 5.0] == want[0.1]
+
+
 def test_dr_frobenius_variant_and_bad_variant():
     compress(tiny_drn(), 0.5, criterion="dr", batches=batches(4),
              criterion_options={**FAST, "variant": "frobenius"})

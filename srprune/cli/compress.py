@@ -18,6 +18,9 @@ from srprune.cli.common import (
     print_json,
     scale_option,
 )
+from srprune.config import FineTune, RunConfig
+from srprune.errors import SrpruneError
+from srprune.io.checkpoint import check_writable
 
 
 @click.command("compress")
@@ -50,9 +53,10 @@ from srprune.cli.common import (
               help="Strategy option (repeatable).")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Dual-regression fine-tuning steps after pruning (needs --data).")
-@click.option("--finetune-lr", type=float, default=5e-4, show_default=True)
-@click.option("--finetune-batch", type=int, default=16, show_default=True)
-@click.option("--finetune-patch", type=int, default=32, show_default=True, help="LR patch size.")
+@click.option("--finetune-lr", type=float, default=FineTune.lr, show_default=True)
+@click.option("--finetune-batch", type=int, default=FineTune.batch, show_default=True)
+@click.option("--finetune-patch", type=int, default=FineTune.patch, show_default=True,
+              help="LR patch size.")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
 @click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
@@ -61,33 +65,26 @@ from srprune.cli.common import (
 @click.option("--out", required=True, type=click.Path(), help="Artifact to write (.srp).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @json_option
-def command(model: str, scale: int | None, weights: str | None, ratio: float | None,
-            criterion: str, strategy: str, scope: str, round_to: int, min_width: int,
-            plan_file: str | None, data: str | None, preset: str, calib_batches: int | None,
-            calib_batch: int | None, calib_patch: int | None, criterion_opt: tuple[str, ...],
-            strategy_opt: tuple[str, ...],
-            finetune_steps: int, finetune_lr: float, finetune_batch: int, finetune_patch: int,
-            dual_weight: float, eval_data: str | None,
-            seed: int, out: str, force: bool, as_json: bool) -> None:
+def command(model: str, scale: int | None, weights: str | None, round_to: int,
+            min_width: int, plan_file: str | None, criterion_opt: tuple[str, ...],
+            strategy_opt: tuple[str, ...], eval_data: str | None, as_json: bool,
+            **settings: Any) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
-    from srprune.api import apply_preset, compress_model
-    from srprune.errors import SrpruneError
-    from srprune.io.checkpoint import check_writable
+    from srprune.api import compress_model  # deferred: keeps `srprune --help` fast
 
-    check_writable(out, force)
-    if ratio is None and strategy != "from-file":
+    if settings["ratio"] is None and settings["strategy"] != "from-file":
         raise SrpruneError("--ratio is required (except with --strategy from-file)")
     strategy_options: dict[str, Any] = parse_options(strategy_opt, "--strategy-opt")
-    if strategy == "uniform":
+    if settings["strategy"] == "uniform":
         strategy_options.setdefault("round_to", round_to)
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
         strategy_options.setdefault("plan", plan_file)
-    criterion_options = parse_options(criterion_opt, "--criterion-opt")
-    # resolve the preset now so a bad criterion/strategy name fails before the model loads
-    calib_batches, calib_batch, calib_patch, criterion_options, strategy_options = apply_preset(
-        preset, criterion, strategy, calib_batches or None, calib_batch or None,
-        calib_patch or None, criterion_options, strategy_options)
+    # built now so that a bad name or value fails before the model loads
+    config = RunConfig.build(**settings, evaluate=eval_data,
+                             criterion_options=parse_options(criterion_opt, "--criterion-opt"),
+                             strategy_options=strategy_options)
+    check_writable(settings["out"], settings["force"])
     sr = load_model_arg(model, scale, weights)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
@@ -99,17 +96,8 @@ def command(model: str, scale: int | None, weights: str | None, ratio: float | N
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = compress_model(
-            sr, ratio=0.0 if ratio is None else ratio, criterion=criterion, strategy=strategy,
-            scope=scope, data=data,
-            calib_batches=calib_batches, calib_batch=calib_batch, calib_patch=calib_patch,
-            criterion_options=criterion_options,
-            strategy_options=strategy_options, seed=seed, out=out, force=force,
-            progress=progress, source=model, finetune_steps=finetune_steps,
-            finetune_lr=finetune_lr, finetune_batch=finetune_batch,
-            finetune_patch=finetune_patch, dual_weight=dual_weight, evaluate=eval_data,
-        )
-    summary = {"model": model, "out": out, **result.summary()}
+        result = compress_model(sr, config=config, progress=progress, source=model)
+    summary = {"model": model, "out": settings["out"], **result.summary()}
     if as_json:
         print_json(summary)
         return

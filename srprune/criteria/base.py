@@ -5,7 +5,8 @@
 * Selection criteria: ``select(unit, n_keep, ctx) -> kept indices``; they may update the
   weights of the unit's consumer layers (least squares, a few SGD steps, ...).
 
-A criterion is a class; its constructor takes its options as keyword arguments.
+A criterion is a class; its constructor takes its options as keyword arguments. Criteria see
+the unit and the run only through the protocols of :mod:`srprune.prune.contracts`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from srprune.prune.contracts import Context, Unit
 from srprune.registry import CRITERIA
 
 
@@ -23,15 +25,25 @@ class Criterion:
 
     kind: ClassVar[str] = ""
     needs_data: ClassVar[bool] = False
+    preset_group: ClassVar[str | None] = None
+    """Which option group of a preset applies to this criterion (None: none).
+
+    The run configuration passes the preset's options of that group (e.g. "greedy": rounds,
+    SGD steps and batches) to any criterion class that declares it; options given explicitly
+    still win.
+    """
 
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"{type(self).__name__} takes no option {sorted(options)[0]!r}")
 
-    def prepare(self, ctx: Any) -> None:
-        """Called once by the engine before the first unit is pruned (default: nothing)."""
+    def prepare(self, ctx: Context) -> None:
+        """Called once by the engine before the first unit is pruned (default: nothing).
 
-    def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
+        Code that calls :meth:`select` without the engine must call this first.
+        """
+
+    def select(self, unit: Unit, n_keep: int, ctx: Context) -> list[int]:
         raise NotImplementedError
 
 
@@ -40,10 +52,10 @@ class ScoreCriterion(Criterion):
 
     kind = "score"
 
-    def score(self, unit: Any, ctx: Any) -> torch.Tensor:
+    def score(self, unit: Unit, ctx: Context) -> torch.Tensor:
         raise NotImplementedError
 
-    def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
+    def select(self, unit: Unit, n_keep: int, ctx: Context) -> list[int]:
         scores = self.score(unit, ctx).detach().double().cpu()
         if scores.shape != (unit.width,):
             raise ValueError(f"{type(self).__name__} returned {tuple(scores.shape)} scores for "

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 
 from srprune.criteria.base import register_criterion
-from srprune.criteria.reconstruction import ChannelGram, ReconstructionCriterion, total_gram
+from srprune.criteria.gram import ChannelGram, total_gram
+from srprune.criteria.reconstruction import ReconstructionCriterion
+from srprune.criteria.sampling import ConsumerStats
 from srprune.errors import SrpruneError
+from srprune.prune.contracts import Unit
 
 LAMBDA_FLOOR = 1e-6  # smallest penalty tried, relative to the one that zeroes every channel
 
@@ -85,10 +87,10 @@ class ChannelPruning(ReconstructionCriterion):
         self.lasso_iters, self.bisect_steps = int(lasso_iters), int(bisect_steps)
         self.lasso_tol, self.reconstruct = float(lasso_tol), bool(reconstruct)
 
-    def choose(self, unit: Any, n_keep: int, stats: list) -> list[int]:
+    def choose(self, unit: Unit, n_keep: int, stats: list[ConsumerStats]) -> list[int]:
         return self.lasso_select(total_gram(stats), n_keep, unit.name)
 
-    def update(self, unit: Any, kept: list[int], stats: list) -> None:
+    def update(self, unit: Unit, kept: list[int], stats: list[ConsumerStats]) -> None:
         if self.reconstruct:
             super().update(unit, kept, stats)
 

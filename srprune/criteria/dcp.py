@@ -6,12 +6,11 @@ stage-wise fine-tuning; the discriminative loss is the pixel loss of the whole p
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from srprune.criteria.base import register_criterion
 from srprune.criteria.greedy import GreedyGradientSelection
+from srprune.prune.contracts import Context
 from srprune.training.loss import dr_loss_from_outputs
 
 
@@ -24,7 +23,7 @@ class DiscriminationAware(GreedyGradientSelection):
     apply, with the same defaults.
     """
 
-    def aux_loss(self, ctx: Any, outputs: list[torch.Tensor], lr_pyramid: list[torch.Tensor],
+    def aux_loss(self, ctx: Context, outputs: list[torch.Tensor], lr_pyramid: list[torch.Tensor],
                  hr: torch.Tensor) -> torch.Tensor:
         total, _, _ = dr_loss_from_outputs(ctx.model, outputs, lr_pyramid, hr, 0.0)
         return total

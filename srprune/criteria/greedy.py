@@ -18,26 +18,29 @@ parameter stays frozen. Subclasses define ``aux_loss``.
 
 With ``refit="lstsq"`` the selection ends with the closed-form solve of the reconstruction
 part of the sub-problem: the kept consumer weights (and bias) are refit by least squares to
-the original model's consumer output, as ``cp`` does (:mod:`srprune.criteria.reconstruction`).
+the original model's consumer output, as ``cp`` does (:mod:`srprune.criteria.least_squares`).
+
+The engine calls :meth:`~GreedyGradientSelection.prepare` once before the first unit; code
+that calls ``select`` directly must call it first.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
-from srprune.criteria.reconstruction import (
-    collect_stats,
-    least_squares_update,
-    record_kept_rows,
-)
+from srprune.criteria.least_squares import least_squares_update
+from srprune.criteria.sampling import collect_stats
 from srprune.errors import SrpruneError
+from srprune.hooks import capture_outputs
+from srprune.models.srmodel import SRModel
+from srprune.prune.contracts import Batch, Context, LayerSlice, Unit
 from srprune.prune.prefix_cache import PrefixCache
 
 VARIANTS = ("summed", "frobenius")
@@ -67,6 +70,8 @@ class GreedyGradientSelection(SelectionCriterion):
 
     needs_data = True
     aux_name = "aux"
+    preset_group = "greedy"
+    """A preset's "greedy" options (rounds, sgd_steps, max_batches) apply to every subclass."""
 
     def __init__(self, rounds: int = 4, sgd_steps: int = 4, lr: float = 5e-5,
                  variant: str = "summed", reconstruction_weight: float = 1.0,
@@ -96,22 +101,19 @@ class GreedyGradientSelection(SelectionCriterion):
 
     # -- hooks for subclasses -------------------------------------------------------
 
-    def prepare(self, ctx: Any) -> None:
-        """Called before the first unit (e.g. to check or build dual nets)."""
+    def prepare(self, ctx: Context) -> None:
+        """Called once before the first unit (e.g. to check or build dual nets)."""
 
-    def aux_loss(self, ctx: Any, outputs: list[torch.Tensor], lr_pyramid: list[torch.Tensor],
+    def aux_loss(self, ctx: Context, outputs: list[torch.Tensor], lr_pyramid: list[torch.Tensor],
                  hr: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # -- selection --------------------------------------------------------------------
 
-    def select(self, unit: Any, n_keep: int, ctx: Any) -> list[int]:
+    def select(self, unit: Unit, n_keep: int, ctx: Context) -> list[int]:
         batches = ctx.require_data(f"criterion '{type(self).__name__}'")
         if self.max_batches:
             batches = batches[: self.max_batches]
-        if not ctx.options.get(f"_{id(self)}_prepared"):
-            self.prepare(ctx)
-            ctx.options[f"_{id(self)}_prepared"] = True
         consumers = [(name, module, index) for name, module, index in unit.consumer_modules()
                      if isinstance(module, nn.Conv2d)]
         if not consumers:
@@ -140,27 +142,27 @@ class GreedyGradientSelection(SelectionCriterion):
             self._refit(unit, kept, ctx)
         return kept
 
-    def _refit(self, unit: Any, kept: list[int], ctx: Any) -> None:
+    def _refit(self, unit: Unit, kept: list[int], ctx: Context) -> None:
         """Least-squares refit of the kept consumer weights (see the module docstring)."""
         who = f"criterion '{type(self).__name__}'"
         for stats in collect_stats(unit, ctx, self.refit_samples, "original", who):
             least_squares_update(stats, kept, self.refit_ridge, who)
-        record_kept_rows(unit, kept, ctx)
 
-    def _original_outputs(self, ctx: Any, consumers: list, batches: list) -> list[list]:
+    def _original_outputs(self, ctx: Context, consumers: list[LayerSlice],
+                          batches: list[Batch]) -> list[list]:
         """Consumer outputs of the frozen original model (the reconstruction targets)."""
         if not self.reconstruction_weight:
             return [[None] * len(batches) for _ in consumers]
         return [ctx.capture(name, batches, original=True, what="output")
                 for name, _, _ in consumers]
 
-    def _loss(self, ctx: Any, consumers: list, targets: list, batch_no: int,
-              batch: tuple) -> torch.Tensor:
+    def _loss(self, ctx: Context, consumers: list[LayerSlice], targets: list, batch_no: int,
+              batch: Batch) -> torch.Tensor:
         lr_pyramid, hr = batch
         lr_pyramid = [t.to(ctx.device) for t in lr_pyramid]
         hr = hr.to(ctx.device)
         replay = self._cache.replay(batch_no) if self._cache is not None else nullcontext()
-        with _capture_many([m for _, m, _ in consumers]) as outs, replay:
+        with capture_outputs([m for _, m, _ in consumers]) as outs, replay:
             outputs = ctx.model.outputs(lr_pyramid[0])
         loss = hr.new_zeros(())
         if self.reconstruction_weight:
@@ -172,8 +174,8 @@ class GreedyGradientSelection(SelectionCriterion):
             loss = loss + self.gamma * self.aux_loss(ctx, outputs, lr_pyramid, hr)
         return loss
 
-    def _scores(self, unit: Any, ctx: Any, consumers: list, weights: list, targets: list,
-                batches: list) -> torch.Tensor:
+    def _scores(self, unit: Unit, ctx: Context, consumers: list[LayerSlice], weights: list,
+                targets: list, batches: list[Batch]) -> torch.Tensor:
         for w in weights:
             w.grad = None
         for i, batch in enumerate(batches):
@@ -188,8 +190,8 @@ class GreedyGradientSelection(SelectionCriterion):
             scores += per_input[index].sum(1)
         return scores
 
-    def _update(self, ctx: Any, consumers: list, weights: list, masks: list, targets: list,
-                batches: list) -> None:
+    def _update(self, ctx: Context, consumers: list[LayerSlice], weights: list, masks: list,
+                targets: list, batches: list[Batch]) -> None:
         """``sgd_steps`` masked SGD steps, judged by the loss on the first calibration batch.
 
         If they raise it (or make it non-finite) they are undone and retried at a ten times
@@ -229,7 +231,8 @@ class GreedyGradientSelection(SelectionCriterion):
             lr /= 10
 
 
-def _input_masks(consumers: list, selected: list[int], weights: list) -> list[torch.Tensor]:
+def _input_masks(consumers: list[LayerSlice], selected: list[int],
+                 weights: list) -> list[torch.Tensor]:
     masks = []
     for (_, _, index), w in zip(consumers, weights):
         mask = torch.zeros(w.shape[1], device=w.device, dtype=w.dtype)
@@ -239,7 +242,8 @@ def _input_masks(consumers: list, selected: list[int], weights: list) -> list[to
 
 
 @contextmanager
-def _trainable_consumers(model: Any, consumers: list):
+def _trainable_consumers(model: SRModel, consumers: list[LayerSlice]
+                         ) -> Iterator[tuple[list[nn.Parameter], list[torch.Tensor]]]:
     """Freeze every parameter; give each consumer a trainable weight (and bias) whose columns
     for the unit's channels start at zero."""
     params = list(model.net.parameters())
@@ -268,19 +272,6 @@ def _trainable_consumers(model: Any, consumers: list):
             module.weight.requires_grad_(True)
             if module.bias is not None:
                 module.bias.requires_grad_(True)
-
-
-@contextmanager
-def _capture_many(modules: list[nn.Module]):
-    """Outputs (with grad) of several modules during one forward pass."""
-    stores: list[list[torch.Tensor]] = [[] for _ in modules]
-    handles = [m.register_forward_hook(
-        lambda mod, inp, out, store=store: store.append(out)) for m, store in zip(modules, stores)]
-    try:
-        yield stores
-    finally:
-        for h in handles:
-            h.remove()
 
 
 __all__ = ["REFITS", "VARIANTS", "GreedyGradientSelection"]

@@ -8,18 +8,15 @@ channels are rescaled by least squares.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from srprune.criteria.base import register_criterion
-from srprune.criteria.reconstruction import (
-    ChannelGram,
-    ReconstructionCriterion,
-    scale_update,
-    total_gram,
-)
+from srprune.criteria.gram import ChannelGram, total_gram
+from srprune.criteria.least_squares import scale_update
+from srprune.criteria.reconstruction import ReconstructionCriterion
+from srprune.criteria.sampling import ConsumerStats
 from srprune.errors import SrpruneError
+from srprune.prune.contracts import Unit
 
 UPDATES = ("scale", "full", "none")
 
@@ -75,10 +72,10 @@ class ThiNet(ReconstructionCriterion):
                                f"got {update!r}")
         self.mode = update
 
-    def choose(self, unit: Any, n_keep: int, stats: list) -> list[int]:
+    def choose(self, unit: Unit, n_keep: int, stats: list[ConsumerStats]) -> list[int]:
         return greedy_removal(total_gram(stats), n_keep)
 
-    def update(self, unit: Any, kept: list[int], stats: list) -> None:
+    def update(self, unit: Unit, kept: list[int], stats: list[ConsumerStats]) -> None:
         if self.mode == "full":
             super().update(unit, kept, stats)
         elif self.mode == "scale":

@@ -1,11 +1,14 @@
-"""Compressed-model artifacts: architecture name + config + plan + tensors, never pickled code.
+"""The artifact file format: architecture name + config + plan + tensors, never pickled code.
 
-Loading rebuilds the unpruned architecture from its config, then resizes every layer whose
-saved weights are smaller (convs, linears, norms, PReLU) before a strict ``load_state_dict``.
+One ``torch.save`` file of plain containers and tensors, written atomically and read with
+``weights_only=True``. This module knows the format only; ``models.artifacts`` turns an
+``SRModel`` into it and back (rebuilding the unpruned architecture from its registered name,
+then shrinking every layer to the saved shapes with :func:`resize_to_state`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,25 @@ from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint, save_checkpoint
-from srprune.models.srmodel import SRModel
 
 FORMAT = "srprune-artifact"
 VERSION = 1
 SUFFIXES = (".srp", ".pt", ".pth")
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class ArtifactData:
+    """The contents of one artifact file."""
+
+    arch: str  # the builder family (e.g. "drn")
+    name: str  # the registered model name that rebuilds it (e.g. "drn-t" or a plugin's)
+    scale: int
+    config: dict[str, Any]  # keyword arguments of the builder (unpruned architecture)
+    state_dict: StateDict
+    duals: list[StateDict] | None = None
+    plan: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def is_artifact_path(spec: str | Path) -> bool:
@@ -27,45 +44,44 @@ def is_artifact_path(spec: str | Path) -> bool:
     return Path(text).suffix in SUFFIXES or "/" in text or Path(text).is_file()
 
 
-def save_artifact(model: SRModel, path: str | Path, meta: dict[str, Any] | None = None,
-                  force: bool = False) -> Path:
-    """Save ``model`` (its current, possibly pruned, shapes) as one ``weights_only`` file."""
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "arch": model.arch,
-        "config": model.config,
-        "scale": model.scale,
-        "name": getattr(model, "arch_name", model.arch),
-        "plan": model.plan,
-        "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
-        "duals": ([{k: v.detach().cpu() for k, v in d.state_dict().items()} for d in model.duals]
-                  if model.duals is not None else None),
-        "meta": meta or {},
-    }
+def write_artifact(data: ArtifactData, path: str | Path, force: bool = False) -> Path:
+    """Write ``data`` atomically (refusing to replace a file unless ``force``)."""
+    payload = {"format": FORMAT, "version": VERSION, "arch": data.arch, "name": data.name,
+               "scale": data.scale, "config": data.config, "plan": data.plan,
+               "state_dict": data.state_dict, "duals": data.duals, "meta": data.meta}
     return save_checkpoint(payload, path, force=force)
 
 
-def load_artifact(path: str | Path) -> SRModel:
-    """Load an artifact written by :func:`save_artifact`."""
-    from srprune.models.zoo import build_arch
-
+def read_artifact(path: str | Path) -> ArtifactData:
+    """Read and check an artifact file (one-line ``SrpruneError`` for anything wrong)."""
     data = read_checkpoint(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SrpruneError(f"{path} is not an srprune artifact (no '{FORMAT}' header); "
                            "use a model name with --weights for plain state_dicts")
-    if data.get("version", 0) > VERSION:
-        raise SrpruneError(f"{path} was written by a newer srprune (artifact v{data['version']})")
-    model = build_arch(data["arch"], dict(data["config"]))
-    resize_to_state(model.net, data["state_dict"], path)
-    model.net.load_state_dict(data["state_dict"], strict=True)
-    if data.get("duals") is not None and model.duals is not None:
-        for dual, state in zip(model.duals, data["duals"]):
-            dual.load_state_dict(state, strict=True)
-    model.plan = data.get("plan")
-    model.arch_name = data.get("name", data["arch"])  # type: ignore[attr-defined]
-    model.meta = data.get("meta", {})  # type: ignore[attr-defined]
-    return model.eval()
+    version = data.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise SrpruneError(f"{path} was written by a newer srprune (artifact v{version})")
+    checks = {"arch": str, "config": dict, "state_dict": dict}
+    for key, kind in checks.items():
+        if not isinstance(data.get(key), kind):
+            raise SrpruneError(f"{path}: damaged artifact: '{key}' is not a {kind.__name__}")
+    if not all(isinstance(v, torch.Tensor) for v in data["state_dict"].values()):
+        raise SrpruneError(f"{path}: damaged artifact: 'state_dict' holds non-tensors")
+    duals = data.get("duals")
+    if duals is not None and not (isinstance(duals, list) and all(
+            isinstance(d, dict) and all(isinstance(v, torch.Tensor) for v in d.values())
+            for d in duals)):
+        raise SrpruneError(f"{path}: damaged artifact: 'duals' is not a list of state_dicts")
+    plan, meta = data.get("plan"), data.get("meta") or {}
+    if plan is not None and not isinstance(plan, dict):
+        raise SrpruneError(f"{path}: damaged artifact: 'plan' is not a dict")
+    name = data.get("name", data["arch"])
+    scale = data.get("scale", data["config"].get("scale"))
+    if not isinstance(name, str) or not isinstance(scale, int):
+        raise SrpruneError(f"{path}: damaged artifact: bad 'name' or 'scale'")
+    return ArtifactData(arch=data["arch"], name=name, scale=scale, config=dict(data["config"]),
+                        state_dict=data["state_dict"], duals=duals, plan=plan,
+                        meta=meta if isinstance(meta, dict) else {})
 
 
 def resize_to_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -14,11 +14,13 @@ Counting is one forward pass at batch 1 of a copy of the net on PyTorch's ``meta
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from srprune.hooks import hooked
 from srprune.models.srmodel import SRModel
 
 
@@ -43,58 +45,119 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _layer_macs(module: nn.Module, output: torch.Tensor) -> tuple[int, int]:
-    """(MACs, bias adds) of one call of a conv or linear layer."""
-    if isinstance(module, nn.modules.conv._ConvNd):
-        kernel = 1
-        for k in module.kernel_size:
-            kernel *= k
-        if module.transposed:
-            # each input element scatters into kernel x out/groups outputs
-            return 0, 0
-        per_output = kernel * module.in_channels // module.groups
-        n_out = output.numel()
-        return per_output * n_out, (n_out if module.bias is not None else 0)
+MAC_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+"""The layers whose calls are counted."""
+
+
+@dataclass
+class LayerCalls:
+    """One layer's calls in a forward pass (batch 1), summed over calls.
+
+    ``out_positions``: output elements per output channel (H x W for a conv, the leading
+    dimensions for a linear); ``in_positions``: input elements per input channel (what a
+    transposed conv's MACs scale with).
+    """
+
+    calls: int = 0
+    out_positions: int = 0
+    in_positions: int = 0
+
+
+def layer_channels(module: nn.Module) -> tuple[int, int]:
+    """(output, input) channels of a conv or linear layer."""
     if isinstance(module, nn.Linear):
-        n_out = output.numel()
-        return module.in_features * n_out, 0
-    return 0, 0
+        return module.out_features, module.in_features
+    return module.out_channels, module.in_channels
 
 
-def _transposed_macs(module: nn.modules.conv._ConvNd, inputs: torch.Tensor,
-                     output: torch.Tensor) -> tuple[int, int]:
-    kernel = 1
-    for k in module.kernel_size:
-        kernel *= k
-    macs = inputs.numel() * kernel * module.out_channels // module.groups
-    return macs, (output.numel() if module.bias is not None else 0)
+def _kernel_area(module: nn.Module) -> int:
+    return math.prod(module.kernel_size) if isinstance(module, nn.modules.conv._ConvNd) else 1
+
+
+def groups_after(module: nn.Module, c_in: int, c_out: int) -> int:
+    """Groups of a conv once it has ``c_in``/``c_out`` channels (a depthwise conv stays so)."""
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return 1
+    depthwise = (isinstance(module, nn.Conv2d) and module.groups > 1
+                 and module.groups == module.in_channels == module.out_channels)
+    return c_in if depthwise else module.groups
+
+
+def layer_macs(module: nn.Module, c_in: int, c_out: int, calls: LayerCalls) -> int:
+    """MACs of a conv/linear layer's recorded calls, were it ``c_in`` -> ``c_out`` channels.
+
+    A conv computes kernel x ``c_in``/groups MACs per output element; a transposed conv
+    scatters each input element into kernel x ``c_out``/groups outputs; a linear layer
+    computes ``c_in`` MACs per output element.
+    """
+    if isinstance(module, nn.Linear):
+        return c_in * c_out * calls.out_positions
+    groups = groups_after(module, c_in, c_out)
+    if module.transposed:
+        return calls.in_positions * c_in * _kernel_area(module) * (c_out // groups)
+    return _kernel_area(module) * (c_in // groups) * c_out * calls.out_positions
+
+
+def bias_adds(module: nn.Module, c_out: int, calls: LayerCalls) -> int:
+    """One add per output element of a conv with a bias (the paper convention's extra)."""
+    if isinstance(module, nn.modules.conv._ConvNd) and module.bias is not None:
+        return c_out * calls.out_positions
+    return 0
+
+
+def layer_params(module: nn.Module, c_in: int, c_out: int) -> int:
+    """Parameters of a conv2d/linear layer were it ``c_in`` -> ``c_out`` channels."""
+    groups = groups_after(module, c_in, c_out)
+    bias = c_out if module.bias is not None else 0
+    return _kernel_area(module) * (c_in // groups) * c_out + bias
+
+
+def record_calls(net: nn.Module, example: torch.Tensor) -> tuple[dict[str, LayerCalls], object]:
+    """Per conv/linear layer name, its calls during ``net(example)``; and the output.
+
+    Runs in eval mode without gradients (the training flag is restored); the hooks are gone
+    afterwards. A layer applied several times sums its calls.
+    """
+    names = {m: n for n, m in net.named_modules()}
+    calls: dict[str, LayerCalls] = {}
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        c_out, c_in = layer_channels(module)
+        record = calls.setdefault(names[module], LayerCalls())
+        record.calls += 1
+        record.out_positions += output.numel() // c_out
+        record.in_positions += inputs[0].numel() // c_in
+
+    was_training = net.training
+    try:
+        net.eval()
+        with hooked((m, hook) for m in net.modules() if isinstance(m, MAC_LAYERS)):
+            with torch.no_grad():
+                out = net(example)
+    finally:
+        net.train(was_training)
+    return calls, out
+
+
+def meta_calls(net: nn.Module, input_size: tuple[int, int],
+               channels: int = 3) -> tuple[dict[str, LayerCalls], object]:
+    """:func:`record_calls` on a ``meta``-device copy at batch 1 (the net is not touched)."""
+    shadow = copy.deepcopy(net).to("meta")
+    return record_calls(shadow, torch.zeros(1, channels, *input_size, device="meta"))
 
 
 def count_macs(net: nn.Module, example: torch.Tensor) -> tuple[int, int, list[list[int]]]:
     """(macs, paper_macs, output shapes) of one forward pass of ``net`` on ``example``."""
-    totals = [0, 0]
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if isinstance(module, nn.modules.conv._ConvNd) and module.transposed:
-            macs, adds = _transposed_macs(module, inputs[0], output)
-        else:
-            macs, adds = _layer_macs(module, output)
-        totals[0] += macs
-        totals[1] += adds
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    was_training = net.training
-    try:
-        net.eval()
-        with torch.no_grad():
-            out = net(example)
-    finally:
-        for h in handles:
-            h.remove()
-        net.train(was_training)
+    calls, out = record_calls(net, example)
+    modules = dict(net.named_modules())
+    macs = adds = 0
+    for name, record in calls.items():
+        module = modules[name]
+        c_out, c_in = layer_channels(module)
+        macs += layer_macs(module, c_in, c_out, record)
+        adds += bias_adds(module, c_out, record)
     outs = out if isinstance(out, (list, tuple)) else [out]
-    return totals[0], totals[0] + totals[1], [list(o.shape) for o in outs]
+    return macs, macs + adds, [list(o.shape) for o in outs]
 
 
 def model_cost(model: SRModel | nn.Module, input_size: tuple[int, int] = (96, 96),

@@ -75,7 +75,7 @@ class ParityResult:
 
 def model_name(model: SRModel) -> str:
     """The registered name of a model if it has one, else its architecture."""
-    return str(getattr(model, "arch_name", model.arch))
+    return model.name or model.arch
 
 
 def check_input_size(model: SRModel, input_size: tuple[int, int],

@@ -9,10 +9,12 @@ import torch
 
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint
+from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
 from srprune.registry import MODELS
 
-__all__ = ["FinalOutput", "SRModel", "build_model", "load_weights", "model_spec", "resolve_model"]
+__all__ = ["FinalOutput", "ModelSpec", "SRModel", "build_model", "load_weights", "model_spec",
+           "resolve_model"]
 
 
 def model_spec(name: str) -> Any:
@@ -28,26 +30,11 @@ def build_model(name: str, scale: int | None = None, weights: str | Path | None 
     model and scale are loaded when ``pretrained`` is true and they exist.
     """
     spec = model_spec(name)
-    config = {**spec.config_for(scale), **overrides}
-    try:
-        model = spec_builder(spec)(**config)
-    except ValueError as exc:
-        raise SrpruneError(f"cannot build '{name}': {exc}") from None
-    model.arch_name = name  # type: ignore[attr-defined]
+    model = spec.build({**spec.config_for(scale), **overrides})
     shipped = spec.default_weights(model.scale) if pretrained and weights is None else None
     if weights is not None or shipped is not None:
         load_weights(model, weights or shipped)
     return model
-
-
-def spec_builder(spec: Any) -> Any:
-    """The callable that builds a spec's family (entry-point models may bring their own)."""
-    from srprune.models.zoo import ARCH_BUILDERS
-
-    builder = getattr(spec, "builder", None) or ARCH_BUILDERS.get(spec.family)
-    if builder is None:
-        raise SrpruneError(f"model '{spec.name}' has no builder for family '{spec.family}'")
-    return builder
 
 
 def load_weights(model: SRModel, path: str | Path) -> SRModel:
@@ -95,7 +82,7 @@ def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
                   channel_config: str | None = None) -> SRModel:
     """A registered model name or a saved srprune artifact file, as an ``SRModel``."""
-    from srprune.io.artifact import is_artifact_path, load_artifact
+    from srprune.models.artifacts import is_artifact_path, load_artifact
 
     if is_artifact_path(spec):
         model = load_artifact(spec)

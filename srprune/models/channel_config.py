@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srprune.errors import SrpruneError
+from srprune.io.widths import format_width_lines, parse_width_lines, read_text
 from srprune.models.drn import DRNWidths, full_widths
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -17,24 +17,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 def parse_widths(text: str, source: str, scale: int, n_feats: int, n_blocks: int) -> DRNWidths:
     """Parse and validate a channel config against the full DRN it prunes."""
     full = full_widths(scale, n_feats, n_blocks)
-    expected = full.as_lines()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if len(lines) != len(expected):
-        raise SrpruneError(
-            f"{source}: channel config has {len(lines)} lines, expected {len(expected)} "
-            f"for a x{scale} DRN with {n_blocks} blocks"
-        )
-    values = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            values.append(int(line))
-        except ValueError:
-            raise SrpruneError(f"{source}: line {number} is not an integer: {line!r}") from None
-    for number, (value, limit) in enumerate(zip(values, expected), start=1):
-        if not 1 <= value <= limit:
-            raise SrpruneError(
-                f"{source}: line {number} width {value} is outside 1..{limit} (the original width)"
-            )
+    values = parse_width_lines(text, source, full.as_lines(), what="channel config",
+                               expected=f" for a x{scale} DRN with {n_blocks} blocks",
+                               bound="the original width")
     return widths_from_lines(values, full)
 
 
@@ -53,13 +38,9 @@ def widths_from_lines(values: list[int], full: DRNWidths) -> DRNWidths:
 def read_widths(path: str | Path, scale: int, n_feats: int, n_blocks: int) -> DRNWidths:
     """Read a channel-config file; a missing or unreadable file raises SrpruneError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SrpruneError(f"cannot read channel config {path}: {exc}") from None
-    return parse_widths(text, str(path), scale, n_feats, n_blocks)
+    return parse_widths(read_text(path, "channel config"), str(path), scale, n_feats, n_blocks)
 
 
 def format_widths(widths: DRNWidths) -> str:
     """Write widths in the authors' text format."""
-    return "".join(f"{v}\n" for v in widths.as_lines())
+    return format_width_lines(widths.as_lines())

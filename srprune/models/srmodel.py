@@ -17,7 +17,10 @@ class SRModel:
     (N, 3, sH, sW) or a list of images at increasing scales whose last item is the final
     output (DRN's multi-scale outputs). ``duals`` holds the dual nets of dual regression
     (one per x2 step, ``duals[k]`` maps the 2^(k+1) output down to 2^k), or None.
-    ``arch`` and ``config`` rebuild the unpruned architecture (``srprune.models.build``).
+    ``arch`` is the builder family and ``config`` its keyword arguments (the unpruned
+    architecture); ``name`` is the registered model name that rebuilds it (artifacts use it,
+    so plugin models load back); ``plan`` is the pruning plan applied, ``meta`` free-form
+    information carried by artifacts (report, source).
     """
 
     net: nn.Module
@@ -27,6 +30,8 @@ class SRModel:
     duals: nn.ModuleList | None = None
     rgb_range: float = 255.0
     plan: dict[str, Any] | None = None
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def outputs(self, lr: torch.Tensor) -> list[torch.Tensor]:
         """All outputs of the primal net as a list (one item for single-output nets)."""

@@ -2,52 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from srprune.errors import SrpruneError
 from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
 from srprune.models.drn import DRN, dual_models, full_widths
+from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 from srprune.models.srnet import SRNet
 from srprune.registry import MODELS
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What ``srprune list models`` shows and how to build the model at a scale."""
-
-    name: str
-    description: str
-    configs: dict[int, dict[str, Any]]  # scale -> builder keyword arguments
-    family: str = "drn"
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def scales(self) -> list[int]:
-        return sorted(self.configs)
-
-    def config_for(self, scale: int | None) -> dict[str, Any]:
-        scale = self.default_scale if scale is None else scale
-        if scale not in self.configs:
-            raise SrpruneError(
-                f"model '{self.name}' does not support scale {scale}; supported: "
-                + ", ".join(f"x{s}" for s in self.scales)
-            )
-        return {"scale": scale, **self.configs[scale]}
-
-    @property
-    def default_scale(self) -> int:
-        return 4 if 4 in self.configs else self.scales[0]
-
-    def default_weights(self, scale: int) -> Path | None:
-        """The weights shipped in the package for this model and scale, if any."""
-        path = WEIGHTS_DIR / f"{self.name}-x{scale}.pt"
-        return path if path.exists() else None
 
 
 def build_drn(scale: int, n_feats: int, n_blocks: int, widths: list[int] | None = None,
@@ -79,16 +41,6 @@ def build_srnet(scale: int, duals: bool = True, **config: Any) -> SRModel:
 ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet}
 
 
-def build_arch(arch: str, config: dict[str, Any]) -> SRModel:
-    """Rebuild an architecture from its saved config (used by artifacts)."""
-    if arch not in ARCH_BUILDERS:
-        raise SrpruneError(f"unknown architecture '{arch}'; known: {', '.join(ARCH_BUILDERS)}")
-    try:
-        return ARCH_BUILDERS[arch](**config)
-    except (TypeError, ValueError) as exc:
-        raise SrpruneError(f"invalid config for architecture '{arch}': {exc}") from None
-
-
 def _register(spec: ModelSpec) -> None:
     MODELS.add(spec.name, spec, f"{__name__} (built-in)")
 
@@ -101,14 +53,17 @@ _DRN_T = {4: {"n_feats": 8, "n_blocks": 5}, 8: {"n_feats": 4, "n_blocks": 5}}
 _SRNET_T = {"n_feats": 32, "n_blocks": 4, "act": "prelu", "attention": True,
             "concat_skip": True, "bicubic_skip": True}
 _register(ModelSpec("srnet-t", "EDSR/RCAN-style test net: attention, concat skip, PReLU, "
-                    "bicubic skip", {s: dict(_SRNET_T) for s in (2, 3, 4, 8)}, family="srnet"))
-_register(ModelSpec("drn-s", "DRN-S of the paper (4.8 M params at x4)", _DRN_S))
-_register(ModelSpec("drn-l", "DRN-L of the paper (9.8 M params at x4)", _DRN_L))
-_register(ModelSpec("drn-t", "CPU-sized DRN (n_feats 8, 5 blocks at x4)", _DRN_T))
+                    "bicubic skip", {s: dict(_SRNET_T) for s in (2, 3, 4, 8)},
+                    builder=build_srnet, family="srnet"))
+_register(ModelSpec("drn-s", "DRN-S of the paper (4.8 M params at x4)", _DRN_S, build_drn, "drn"))
+_register(ModelSpec("drn-l", "DRN-L of the paper (9.8 M params at x4)", _DRN_L, build_drn, "drn"))
+_register(ModelSpec("drn-t", "CPU-sized DRN (n_feats 8, 5 blocks at x4)", _DRN_T, build_drn,
+                    "drn"))
 for _pct in (30, 50, 70):
     _register(ModelSpec(
         f"drn-s{_pct}",
         f"the authors' DRN-S compressed by {_pct} % (their published channel config)",
         {s: {**cfg, "channel_config": str(CONFIG_DIR / f"search_x{s}p0{_pct // 10}.txt")}
          for s, cfg in _DRN_S.items()},
+        build_drn, "drn",
     ))

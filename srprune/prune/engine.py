@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from srprune.config import RunConfig
 from srprune.errors import SrpruneError
 from srprune.measure.cost import Cost, model_cost
 from srprune.models.srmodel import SRModel
 from srprune.prune.context import PruneContext
+from srprune.prune.contracts import Batch
 from srprune.prune.graph import SRGraph
 from srprune.prune.plan import PlanCost, plan_to_json
 from srprune.registry import CRITERIA, STRATEGIES
@@ -77,13 +79,6 @@ def _quality_brief(q: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(q[k]), 4) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
 
 
-def check_ratio(ratio: float) -> float:
-    if not 0.0 <= ratio < 1.0:
-        raise SrpruneError(f"ratio {ratio} is outside [0, 1): it is the fraction of parameters "
-                           "to remove")
-    return float(ratio)
-
-
 def _instantiate(registry: Any, kind: str, name: str, options: dict[str, Any] | None) -> Any:
     cls = registry.get(name)
     try:
@@ -102,32 +97,27 @@ def make_strategy(name: str, options: dict[str, Any] | None = None) -> Any:
     return _instantiate(STRATEGIES, "strategy", name, options)
 
 
-def compress(
-    model: SRModel,
-    ratio: float,
-    criterion: str = "l1",
-    strategy: str = "uniform",
-    scope: str = "internal",
-    batches: list | None = None,
-    criterion_options: dict[str, Any] | None = None,
-    strategy_options: dict[str, Any] | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    input_size: tuple[int, int] = (96, 96),
-    protect: tuple[str, ...] = (),
-    dual_weight: float = 0.1,
-    progress: ProgressFn | None = None,
-) -> CompressResult:
+def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch] = (), *,
+             config: RunConfig | None = None, progress: ProgressFn | None = None,
+             **settings: Any) -> CompressResult:
     """Prune ``model`` in place and return the result (see module docstring).
 
-    ``batches`` are calibration batches ``(LR pyramid, HR)`` for data-driven criteria and
-    strategies; ``dual_weight`` is lambda of the DR loss for criteria and strategies that use it.
+    The run is described by ``config`` (a :class:`~srprune.config.RunConfig`) or by flat
+    settings (``criterion="dr"``, ``scope="all"``, ``seed=3``, ...: the names of
+    ``RunConfig.build``), not both. The engine reads the selection, seed, device, dual weight
+    and cost input size. ``batches`` are calibration batches ``(LR pyramid, HR)`` for
+    data-driven criteria and strategies.
     """
-    ratio = check_ratio(ratio)
-    crit = make_criterion(criterion, criterion_options)
-    strat = make_strategy(strategy, strategy_options)
-    torch.manual_seed(seed)
-    model.to(device).eval()
+    if config is None:
+        config = RunConfig.build(ratio=ratio, **settings)
+    elif ratio is not None or settings:
+        raise TypeError("pass either config= or flat settings, not both")
+    sel = config.selection
+    crit = make_criterion(sel.criterion, sel.criterion_options)
+    strat = make_strategy(sel.strategy, sel.strategy_options)
+    torch.manual_seed(config.seed)
+    model.to(config.device).eval()
+    input_size = config.cost.input_size
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     before = model_cost(model, input_size)
@@ -135,21 +125,21 @@ def compress(
     for p in list(original.net.parameters()) + (
             list(original.duals.parameters()) if original.duals is not None else []):
         p.requires_grad_(False)
-    graph = SRGraph(model.net, model.scale, protect=protect)
-    units = graph.units(scope)
+    graph = SRGraph(model.net, model.scale, protect=sel.protect)
+    units = graph.units(sel.scope)
     if not units:
-        raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")
-    ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches or []),
-                       device=device, seed=seed, dual_weight=dual_weight)
-    for needs, who in ((crit.needs_data, f"criterion '{criterion}'"),
-                       (strat.needs_data, f"strategy '{strategy}'")):
+        raise SrpruneError(f"the model has no prunable unit in scope '{sel.scope}'")
+    ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches),
+                       device=config.device, seed=config.seed, dual_weight=config.dual_weight)
+    for needs, who in ((crit.needs_data, f"criterion '{sel.criterion}'"),
+                       (strat.needs_data, f"strategy '{sel.strategy}'")):
         if needs:
             ctx.require_data(who)
     cost = PlanCost(graph, input_size)
     seconds["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    keep = strat.plan(units, ratio, ctx, cost)
+    keep = strat.plan(units, sel.ratio, ctx, cost)
     seconds["search"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -160,8 +150,8 @@ def compress(
         if n_keep < unit.width:
             kept = crit.select(unit, n_keep, ctx)
             if len(set(kept)) != n_keep:
-                raise SrpruneError(f"criterion '{criterion}' kept {len(set(kept))} channels of "
-                                   f"{unit.name}, {n_keep} were asked")
+                raise SrpruneError(f"criterion '{sel.criterion}' kept {len(set(kept))} channels "
+                                   f"of {unit.name}, {n_keep} were asked")
             ctx.kept_rows.record(unit, kept)
             graph.prune(unit, kept)
         if progress is not None:
@@ -173,5 +163,5 @@ def compress(
     model.plan = plan
     after = model_cost(model, input_size)
     return CompressResult(model=model, plan=plan, before=before, after=after,
-                          ratio_requested=ratio, criterion=criterion, strategy=strategy,
-                          scope=scope, seconds=seconds)
+                          ratio_requested=sel.ratio, criterion=sel.criterion,
+                          strategy=sel.strategy, scope=sel.scope, seconds=seconds)

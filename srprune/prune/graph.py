@@ -24,6 +24,7 @@ from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
 from srprune.errors import SrpruneError
+from srprune.hooks import hooked
 from srprune.prune.contracts import LayerSlice
 
 SCOPES = ("internal", "all")
@@ -207,17 +208,14 @@ class SRGraph:
             else:
                 self._spatial[module].append((1, 1))
 
-        handles = [m.register_forward_hook(hook) for m in self.net.modules()
+        watched = [m for m in self.net.modules()
                    if isinstance(m, (nn.Conv2d, nn.Linear, nn.PixelShuffle))]
         try:
-            with torch.no_grad():
+            with hooked((m, hook) for m in watched), torch.no_grad():
                 out = _final(self.net(self.example))
         except Exception as exc:
             raise SrpruneError(f"the model fails on a {tuple(self.example.shape)} input: "
                                f"{exc}") from None
-        finally:
-            for h in handles:
-                h.remove()
         if any(isinstance(m, nn.PixelShuffle) for m in self.net.modules()) and not any(
                 isinstance(m, nn.PixelShuffle) for m in self._order):
             raise SrpruneError("model defines a PixelShuffle it never calls")

@@ -8,19 +8,18 @@ pruned model.
 
 from __future__ import annotations
 
-import copy
 import json
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.prune.graph import PruningUnit, SRGraph
-
-Plan = dict[str, int]
+from srprune.io.widths import check_width, format_width_lines, parse_width_lines, read_text
+from srprune.measure.cost import layer_channels, layer_macs, layer_params, meta_calls
+from srprune.prune.contracts import Plan, Unit
+from srprune.prune.graph import SRGraph
 
 
 @dataclass
@@ -59,7 +58,7 @@ class PlanCost:
                                            _Dim(0, outs[name]))
             else:
                 self._fixed_params += direct
-        self._positions = _output_positions(graph.net, graph.example, input_size)
+        self._calls, _ = meta_calls(graph.net, input_size, graph.example.shape[1])
         self.input_size = input_size
 
     def _dim(self, total: int, parts: list[tuple[str, int]]) -> _Dim:
@@ -68,8 +67,8 @@ class PlanCost:
     def params(self, keep: Plan) -> int:
         total = self._fixed_params
         for module, d_out, d_in in self._layers.values():
-            total += _layer_params(module, d_out.size(keep, self.widths),
-                                   d_in.size(keep, self.widths))
+            total += layer_params(module, d_in.size(keep, self.widths),
+                                  d_out.size(keep, self.widths))
         for per_channel, dim in self._channelwise.values():
             total += per_channel * dim.size(keep, self.widths)
         return total
@@ -77,10 +76,10 @@ class PlanCost:
     def macs(self, keep: Plan) -> int:
         total = 0
         for name, (module, d_out, d_in) in self._layers.items():
-            c_out, c_in = d_out.size(keep, self.widths), d_in.size(keep, self.widths)
-            groups = _groups_after(module, c_in, c_out)
-            kernel = math.prod(module.kernel_size) if isinstance(module, nn.Conv2d) else 1
-            total += kernel * (c_in // groups) * c_out * self._positions.get(name, 0)
+            calls = self._calls.get(name)
+            if calls is not None:  # a layer the forward pass never calls costs no MACs
+                total += layer_macs(module, d_in.size(keep, self.widths),
+                                    d_out.size(keep, self.widths), calls)
         return total
 
     def reduction(self, keep: Plan) -> float:
@@ -92,79 +91,30 @@ def _dim_total(parts: list[tuple[str, int]], widths: dict[str, int]) -> int:
     return sum(m * widths[u] for u, m in parts)
 
 
-def layer_channels(module: nn.Module) -> tuple[int, int]:
-    """(output, input) channels of a conv or linear layer."""
-    if isinstance(module, nn.Linear):
-        return module.out_features, module.in_features
-    return module.out_channels, module.in_channels
-
-
-def _depthwise(module: nn.Module) -> bool:
-    return (isinstance(module, nn.Conv2d) and module.groups > 1
-            and module.groups == module.in_channels == module.out_channels)
-
-
-def _groups_after(module: nn.Module, c_in: int, c_out: int) -> int:
-    if _depthwise(module):
-        return c_in
-    return module.groups if isinstance(module, nn.Conv2d) else 1
-
-
-def _layer_params(module: nn.Module, c_out: int, c_in: int) -> int:
-    groups = _groups_after(module, c_in, c_out)
-    kernel = math.prod(module.kernel_size) if isinstance(module, nn.Conv2d) else 1
-    bias = c_out if module.bias is not None else 0
-    return kernel * (c_in // groups) * c_out + bias
-
-
-def _output_positions(net: nn.Module, example: torch.Tensor,
-                      input_size: tuple[int, int]) -> dict[str, int]:
-    """Output positions (batch 1) per conv/linear call summed over calls, at ``input_size``."""
-    shadow = copy.deepcopy(net).to("meta")
-    names = {m: n for n, m in shadow.named_modules()}
-    positions: dict[str, int] = {}
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        channels = output.shape[1] if output.dim() > 1 else 1
-        n = output.numel() // channels if output.dim() == 4 else output.numel() // output.shape[-1]
-        positions[names[module]] = positions.get(names[module], 0) + n
-
-    handles = [m.register_forward_hook(hook) for m in shadow.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        shadow(torch.zeros(1, example.shape[1], *input_size, device="meta"))
-    for h in handles:
-        h.remove()
-    return positions
-
-
 # ----------------------------------------------------------------- plan files
 
 
-def plan_to_json(units: list[PruningUnit], keep: Plan) -> dict:
+def plan_to_json(units: Sequence[Unit], keep: Plan) -> dict:
     """Our JSON plan: ``{"units": {name: kept width}, "original": {name: width}}``."""
     return {"format": "srprune-plan", "units": {u.name: keep.get(u.name, u.width) for u in units},
             "original": {u.name: u.original_width for u in units}}
 
 
-def plan_to_text(units: list[PruningUnit], keep: Plan) -> str:
+def plan_to_text(units: Sequence[Unit], keep: Plan) -> str:
     """The authors' channel-config text format: one kept width per unit, network order."""
-    return "".join(f"{keep.get(u.name, u.width)}\n" for u in units)
+    return format_width_lines([keep.get(u.name, u.width) for u in units])
 
 
-def read_plan(path: str | Path, units: list[PruningUnit]) -> Plan:
+def read_plan(path: str | Path, units: Sequence[Unit]) -> Plan:
     """Read a JSON plan or an authors'-format text plan for these units."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SrpruneError(f"cannot read plan {path}: {exc}") from None
+    text = read_text(path, "plan")
     if text.lstrip().startswith("{"):
         return _plan_from_json(text, path, units)
     return _plan_from_text(text, path, units)
 
 
-def _plan_from_json(text: str, path: Path, units: list[PruningUnit]) -> Plan:
+def _plan_from_json(text: str, path: Path, units: Sequence[Unit]) -> Plan:
     try:
         data = json.loads(text)
         widths = data["units"]
@@ -178,27 +128,13 @@ def _plan_from_json(text: str, path: Path, units: list[PruningUnit]) -> Plan:
     for name, value in widths.items():
         if not isinstance(value, int):
             raise SrpruneError(f"{path}: width of {name} is not an integer: {value!r}")
-        plan[name] = _check_width(value, by_name[name], f"{path}: unit {name}")
+        plan[name] = check_width(value, by_name[name].width, f"{path}: unit {name}:",
+                                 "the current width")
     return plan
 
 
-def _plan_from_text(text: str, path: Path, units: list[PruningUnit]) -> Plan:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if len(lines) != len(units):
-        raise SrpruneError(f"{path}: plan has {len(lines)} lines, the model has {len(units)} "
-                           "prunable units in this scope")
-    plan = {}
-    for number, (line, unit) in enumerate(zip(lines, units), start=1):
-        try:
-            value = int(line)
-        except ValueError:
-            raise SrpruneError(f"{path}: line {number} is not an integer: {line!r}") from None
-        plan[unit.name] = _check_width(value, unit, f"{path}: line {number}")
-    return plan
-
-
-def _check_width(value: int, unit: PruningUnit, where: str) -> int:
-    if not 1 <= value <= unit.width:
-        raise SrpruneError(f"{where}: width {value} is outside 1..{unit.width} "
-                           "(the current width)")
-    return value
+def _plan_from_text(text: str, path: Path, units: Sequence[Unit]) -> Plan:
+    values = parse_width_lines(text, str(path), [u.width for u in units], what="plan",
+                               expected=" (one per prunable unit in this scope)",
+                               bound="the current width")
+    return {unit.name: value for unit, value in zip(units, values)}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srprune.hooks import StopForward
+from srprune.hooks import StopForward, hooked, run_until_stop
 
 
 class PrefixCache:
@@ -52,18 +52,11 @@ class PrefixCache:
             raise StopForward  # nothing after the first stop module is needed
 
         modules = [m for m in self.net.modules() if m is not self.net]
-        handles = [m.register_forward_pre_hook(pre) for m in modules]
-        handles += [m.register_forward_hook(post) for m in modules]
-        if not select:  # the first pass runs whole, to count calls over the full forward
-            handles += [m.register_forward_pre_hook(halt) for m in stop]
-        try:
-            with torch.no_grad():
-                self.net(x)
-        except StopForward:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
+        # the first pass runs whole, to count calls over the full forward; later ones halt
+        halts = [] if select else [(m, halt) for m in stop]
+        with hooked(((m, pre) for m in modules), kind="pre"), \
+                hooked((m, post) for m in modules), hooked(halts, kind="pre"):
+            run_until_stop(self.net, x)
         if select:
             limit = min(starts.get(m, 0) for m in stop) if stop else 0
             chosen = {m for m in modules if calls.get(m) == 1 and m in outs

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from srprune.errors import SrpruneError
+from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.prune.plan import read_plan
-from srprune.search.base import Strategy, register_strategy, round_width
+from srprune.search.base import Strategy, bisect_plan, register_strategy, round_width
 
 
 @register_strategy("uniform")
@@ -22,28 +23,21 @@ class Uniform(Strategy):
             raise SrpruneError("round_to and min_width must be >= 1")
         self.round_to, self.min_width = int(round_to), int(min_width)
 
-    def widths(self, units: list, fraction: float) -> dict[str, int]:
+    def widths(self, units: Sequence[Unit], fraction: float) -> Plan:
         return {u.name: round_width(u.width, fraction, self.round_to, self.min_width)
                 for u in units}
 
-    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+    def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
         if ratio == 0:
             return {u.name: u.width for u in units}
-        lo, hi = 0.0, 1.0  # keep fraction: reduction(hi) <= ratio <= reduction(lo)
         floor = cost.reduction(self.widths(units, 0.0))
         if floor < ratio - 0.02:
             raise SrpruneError(
                 f"ratio {ratio:.2f} is out of reach: pruning every unit in this scope to its "
                 f"minimum width removes only {floor:.1%} of the parameters"
             )
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            if cost.reduction(self.widths(units, mid)) > ratio:
-                lo = mid
-            else:
-                hi = mid
-        candidates = [self.widths(units, lo), self.widths(units, hi)]
-        return min(candidates, key=lambda p: abs(cost.reduction(p) - ratio))
+        # over the keep fraction in [0, 1]: reduction(1) <= ratio <= reduction(0)
+        return bisect_plan(lambda fraction: self.widths(units, fraction), cost, ratio, 0.0, 1.0)
 
 
 @register_strategy("from-file")
@@ -57,5 +51,5 @@ class FromFile(Strategy):
             raise SrpruneError("strategy from-file needs a plan file (--plan FILE)")
         self.path = plan
 
-    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+    def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
         return read_plan(self.path, units)
