@@ -7,13 +7,14 @@ OUT := out
 
 .PHONY: install demo test lint clean
 
-$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml
+$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml tests/plugin_pkg/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q -e plugins/srprune-hrank
+	$(PY) -m pip install -q -e tests/plugin_pkg  # test-only plugin (tests/test_contracts.py)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from srprune.api import apply_preset, calibration_batches
+from srprune.api import calibration_batches
+from srprune.config import RunConfig
 from srprune.criteria.base import register_criterion
 from srprune.models import resolve_model
 from srprune.prune.engine import compress
@@ -63,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     per_criterion = json.loads(args.criterion_options)
     sets = {}
     for name in args.criteria:
-        n_batches, batch, patch, options, _ = apply_preset(
-            "default", name, "uniform", None, None, None, per_criterion.get(name), None)
-        batches = calibration_batches(args.data, args.scale, n_batches, batch, patch, args.seed)
-        sets[name] = kept_channels(args.model, args.scale, args.ratio, name, options, batches,
-                                   args.seed)
+        config = RunConfig.build(preset="default", criterion=name,
+                                 criterion_options=per_criterion.get(name))
+        calib = config.calibration
+        batches = calibration_batches(args.data, args.scale, calib.batches, calib.batch,
+                                      calib.patch, args.seed)
+        sets[name] = kept_channels(args.model, args.scale, args.ratio, name,
+                                   config.selection.criterion_options, batches, args.seed)
     a, b = args.criteria
     shared_total = kept_total = 0
     for unit, kept_a in sets[a].items():

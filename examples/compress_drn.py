@@ -20,8 +20,8 @@ import torch
 
 import srprune
 from srprune.data.images import ImageSet, PatchSampler, builtin_eval_set, open_image_set
-from srprune.models.artifacts import save_artifact
 from srprune.models import build_model
+from srprune.models.artifacts import save_artifact
 from srprune.prune.engine import compress
 from srprune.quality.evaluate import evaluate_model
 

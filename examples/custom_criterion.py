@@ -17,14 +17,14 @@ import json
 import torch
 
 import srprune
-from srprune.criteria import ScoreCriterion, register_criterion
+from srprune import Context, ScoreCriterion, Unit, register_criterion
 
 
 @register_criterion("l2-example")
 class L2Norm(ScoreCriterion):
     """L2 norm of each channel's producer filters (higher = keep)."""
 
-    def score(self, unit, ctx) -> torch.Tensor:
+    def score(self, unit: Unit, ctx: Context) -> torch.Tensor:
         scores = torch.zeros(unit.width, dtype=torch.float64)
         for _, module, index in unit.producer_modules():  # index[j]: the rows of channel j
             rows = module.weight.detach().flatten(1).norm(dim=1).double().cpu()

@@ -28,7 +28,8 @@ ALLOWED = {
     "search": {"core", "prune", "training", "models", "io", "data"},
     "api": {"core", "criteria", "search", "prune", "training", "measure", "quality", "models",
             "data", "io"},
-    "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data", "io"},
+    "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data",
+            "io"},
     "root": {"core", "api"},
 }
 CORE = {"errors", "registry", "config", "hooks"}

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from srprune.cli import main
-from srprune.models.artifacts import save_artifact
 from srprune.models import build_model
+from srprune.models.artifacts import save_artifact
 
 FAST = ["--input-size", "16", "16", "--runs", "3", "--warmup", "1"]
 

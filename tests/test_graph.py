@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from srprune.errors import SrpruneError
-from srprune.models.artifacts import load_artifact, save_artifact
 from srprune.measure.cost import model_cost
 from srprune.models import SRModel, build_model
+from srprune.models.artifacts import load_artifact, save_artifact
 from srprune.models.zoo import build_srnet
 from srprune.prune.engine import compress
 from srprune.prune.graph import SRGraph, check_consistency

@@ -80,6 +80,8 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
         strategy_options.setdefault("plan", plan_file)
+    if settings["force"] and "save" in strategy_options:  # --force covers the plan files too
+        strategy_options.setdefault("force", True)
     # built now so that a bad name or value fails before the model loads
     config = RunConfig.build(**settings, evaluate=eval_data,
                              criterion_options=parse_options(criterion_opt, "--criterion-opt"),

@@ -9,6 +9,10 @@
 Every call of a module is counted (a shared layer applied three times counts three times).
 Counting is one forward pass at batch 1 of a copy of the net on PyTorch's ``meta`` device
 (shapes only, no arithmetic), so the model itself is never touched.
+
+This is the one MAC counter: :func:`record_calls` notes each layer's calls (output and input
+positions) and :func:`layer_macs` turns them into MACs for any channel counts, so
+``prune.plan.PlanCost`` predicts a pruned net's MACs with the very same formula.
 """
 
 from __future__ import annotations
@@ -131,9 +135,9 @@ def record_calls(net: nn.Module, example: torch.Tensor) -> tuple[dict[str, Layer
     was_training = net.training
     try:
         net.eval()
-        with hooked((m, hook) for m in net.modules() if isinstance(m, MAC_LAYERS)):
-            with torch.no_grad():
-                out = net(example)
+        watched = [m for m in net.modules() if isinstance(m, MAC_LAYERS)]
+        with hooked((m, hook) for m in watched), torch.no_grad():
+            out = net(example)
     finally:
         net.train(was_training)
     return calls, out

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
+from srprune.hooks import hooked
+from srprune.io.checkpoint import check_writable, write_atomic
+from srprune.models.srmodel import SRModel
+from srprune.prune.contracts import Batch, Context, CostModel, Plan, Unit
 from srprune.prune.plan import plan_to_json, plan_to_text
-from srprune.search.base import Strategy, register_strategy, round_width
+from srprune.search.base import Strategy, bisect_plan, register_strategy, round_width
 from srprune.training.loss import dr_loss, ensure_duals
 
 WIDTH_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -37,24 +41,43 @@ WIDTH_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 class DRSearch(Strategy):
     """Differentiable width search on L_DR (see module docstring).
 
-    Options: ``steps`` (60: alternating alpha/weight steps), ``alpha_lr`` (3e-3),
-    ``alpha_weight_decay`` (1e-3), ``weight_lr`` (1e-4), ``dual_weight`` (0.1),
-    ``round_to`` (4: option widths are multiples of it), ``min_width`` (1),
-    ``save`` (path prefix: writes PREFIX.json and PREFIX.txt with the plan), ``seed`` (0).
+    Options: ``steps`` (60: alternating alpha/weight steps; presets set it), ``alpha_lr``
+    (3e-3), ``alpha_weight_decay`` (1e-3), ``weight_lr`` (1e-4), ``dual_weight`` (lambda of
+    L_DR; default: the run's ``--dual-weight``), ``round_to`` (4: option widths are multiples
+    of it), ``min_width`` (1), ``save`` (path prefix: writes PREFIX.json and PREFIX.txt with the
+    plan; existing files are refused, checked before the search starts), ``force`` (False:
+    True overwrites the save files), ``seed`` (default: the run's ``--seed``).
     """
 
     needs_data = True
+    preset_group = "search"
 
     def __init__(self, steps: int = 60, alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3,
-                 weight_lr: float = 1e-4, dual_weight: float = 0.1, round_to: int = 4,
-                 min_width: int = 1, save: str | None = None, seed: int = 0) -> None:
+                 weight_lr: float = 1e-4, dual_weight: float | None = None, round_to: int = 4,
+                 min_width: int = 1, save: str | None = None, force: bool = False,
+                 seed: int | None = None) -> None:
         if steps < 1 or round_to < 1 or min_width < 1:
             raise SrpruneError("dr-search needs steps >= 1, round_to >= 1 and min_width >= 1")
         self.steps, self.alpha_lr, self.alpha_wd = int(steps), float(alpha_lr), alpha_weight_decay
-        self.weight_lr, self.dual_weight = float(weight_lr), float(dual_weight)
+        self.weight_lr = float(weight_lr)
+        self.dual_weight = None if dual_weight is None else float(dual_weight)
         self.round_to, self.min_width = int(round_to), int(min_width)
-        self.save, self.seed = save, seed
+        self.save, self.force, self.seed = save, bool(force), seed
         self.history: list[dict[str, float]] = []
+        for target in self._targets():  # fail now, not after the search
+            try:
+                check_writable(target, force=True)  # the folder exists, target is no folder
+            except SrpruneError as exc:
+                raise SrpruneError(f"dr-search save: {exc}") from None
+            if target.exists() and not self.force:
+                raise SrpruneError(f"dr-search save: {target} already exists; pass "
+                                   "--force (or --strategy-opt force=true) to overwrite it")
+
+    def _targets(self) -> list[Path]:
+        """The files ``save`` writes (none without it): PREFIX.json and PREFIX.txt."""
+        if not self.save:
+            return []
+        return [Path(f"{self.save}.json"), Path(f"{self.save}.txt")]
 
     def options_for(self, width: int, ratio: float) -> list[int]:
         """The candidate kept widths of one unit (multiples of ``round_to``, distinct)."""
@@ -64,29 +87,34 @@ class DRSearch(Strategy):
                   for v in WIDTH_FACTORS}
         return sorted(widths)
 
-    def plan(self, units: list, ratio: float, ctx: Any, cost: Any) -> dict[str, int]:
+    def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
         batches = ctx.require_data("strategy 'dr-search'")
         if len(batches) < 2:
             raise SrpruneError("dr-search needs at least 2 calibration batches (train and "
                                "validation halves): raise --calib-batches")
+        seed = ctx.seed if self.seed is None else self.seed
+        dual_weight = ctx.dual_weight if self.dual_weight is None else self.dual_weight
         train, val = batches[0::2], batches[1::2]
-        torch.manual_seed(self.seed)
+        torch.manual_seed(seed)
         model = ensure_duals(copy.deepcopy(ctx.model)).to(ctx.device)
         options = {u.name: self.options_for(u.width, ratio) for u in units}
         alphas = {u.name: (1e-3 * torch.randn(len(options[u.name]))).to(ctx.device)
                   .requires_grad_() for u in units}
         consumers = _consumers(model, units)
         weights = [p for p in model.net.parameters() if p.requires_grad]
+        assert model.duals is not None  # ensure_duals
         weights += list(model.duals.parameters())
         opt_alpha = torch.optim.Adam(alphas.values(), lr=self.alpha_lr,
                                      weight_decay=self.alpha_wd)
         opt_w = torch.optim.Adam(weights, lr=self.weight_lr)
         model.net.train()
+        self.history = []
         with _masked(consumers, alphas, options):
             for step in range(self.steps):
-                loss_val = self._step(model, opt_alpha, val[step % len(val)], ctx.device)
+                loss_val = self._step(model, opt_alpha, val[step % len(val)], ctx.device,
+                                      dual_weight)
                 loss_trn = self._step(model, opt_w, train[step % len(train)], ctx.device,
-                                      clip=weights)
+                                      dual_weight, clip=weights)
                 self.history.append({"step": step + 1, "val": loss_val, "train": loss_trn})
         chosen = {name: options[name][int(a.argmax())] for name, a in alphas.items()}
         plan = _rescale_to_ratio(units, chosen, ratio, cost, self.round_to, self.min_width)
@@ -96,28 +124,29 @@ class DRSearch(Strategy):
             self._write(units, plan)
         return plan
 
-    def _step(self, model: Any, opt: torch.optim.Optimizer, batch: tuple, device: str,
-              clip: list | None = None) -> float:
+    def _step(self, model: SRModel, opt: torch.optim.Optimizer, batch: Batch, device: str,
+              dual_weight: float, clip: list[torch.Tensor] | None = None) -> float:
         lr_pyr, hr = batch
         lr_pyr = [t.to(device) for t in lr_pyr]
         opt.zero_grad(set_to_none=True)
-        loss, _, _ = dr_loss(model, lr_pyr, hr.to(device), self.dual_weight)
+        loss, _, _ = dr_loss(model, lr_pyr, hr.to(device), dual_weight)
         loss.backward()
         if clip is not None:
             nn.utils.clip_grad_norm_(clip, 5.0)
         opt.step()
         return float(loss.item())
 
-    def _write(self, units: list, plan: dict[str, int]) -> None:
-        prefix = Path(self.save)
+    def _write(self, units: Sequence[Unit], plan: Plan) -> None:
         data = plan_to_json(units, plan)
         data["search"] = {"chosen": self.chosen, "options": self.options,
                           "probabilities": self.probabilities, "history": self.history}
-        prefix.with_suffix(".json").write_text(json.dumps(data, indent=1))
-        prefix.with_suffix(".txt").write_text(plan_to_text(units, plan))
+        texts = (json.dumps(data, indent=1), plan_to_text(units, plan))
+        for target, text in zip(self._targets(), texts):
+            write_atomic(target, lambda tmp, text=text: tmp.write_text(text), force=self.force)
 
 
-def _consumers(model: Any, units: list) -> dict[str, list[tuple[nn.Conv2d, torch.Tensor]]]:
+def _consumers(model: SRModel, units: Sequence[Unit]
+               ) -> dict[str, list[tuple[nn.Conv2d, torch.Tensor]]]:
     """For each unit, its conv consumers in the search copy and their channel indices."""
     modules = dict(model.net.named_modules())
     result = {}
@@ -130,23 +159,20 @@ def _consumers(model: Any, units: list) -> dict[str, list[tuple[nn.Conv2d, torch
     return result
 
 
-@contextmanager
-def _masked(consumers: dict, alphas: dict, options: dict):
+def _masked(consumers: dict[str, list[tuple[nn.Conv2d, torch.Tensor]]],
+            alphas: dict[str, torch.Tensor],
+            options: dict[str, list[int]]) -> AbstractContextManager[None]:
     """Pre-hooks scaling each consumer's input channels by the unit's soft width mask."""
-    handles = []
-    for name, pairs in consumers.items():
+    pairs = []
+    for name, convs in consumers.items():
         k = torch.tensor(options[name])
-        for conv, index in pairs:
-            handles.append(conv.register_forward_pre_hook(
-                _mask_hook(conv, index, alphas[name], k)))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+        for conv, index in convs:
+            pairs.append((conv, _mask_hook(conv, index, alphas[name], k)))
+    return hooked(pairs, kind="pre")
 
 
-def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor, k: torch.Tensor):
+def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor,
+               k: torch.Tensor) -> Callable[[nn.Module, tuple], tuple]:
     def hook(module: nn.Module, inputs: tuple) -> tuple:
         x = inputs[0]
         with torch.no_grad():  # rank unit channels by the L1 norm of the consumer's columns
@@ -164,10 +190,10 @@ def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor, k: tor
     return hook
 
 
-def _rescale_to_ratio(units: list, chosen: dict[str, int], ratio: float, cost: Any,
-                      round_to: int, min_width: int) -> dict[str, int]:
+def _rescale_to_ratio(units: Sequence[Unit], chosen: Plan, ratio: float, cost: CostModel,
+                      round_to: int, min_width: int) -> Plan:
     """Scale all chosen widths by one factor so the parameter reduction matches ``ratio``."""
-    def plan_at(factor: float) -> dict[str, int]:
+    def plan_at(factor: float) -> Plan:
         plan = {}
         for u in units:
             kept = round(chosen[u.name] * factor / round_to) * round_to
@@ -175,11 +201,5 @@ def _rescale_to_ratio(units: list, chosen: dict[str, int], ratio: float, cost: A
             plan[u.name] = max(floor, min(u.width, kept))
         return plan
 
-    lo, hi = 0.0, max(u.width / max(1, chosen[u.name]) for u in units)
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if cost.reduction(plan_at(mid)) > ratio:
-            lo = mid
-        else:
-            hi = mid
-    return min((plan_at(lo), plan_at(hi)), key=lambda p: abs(cost.reduction(p) - ratio))
+    hi = max(u.width / max(1, chosen[u.name]) for u in units)
+    return bisect_plan(plan_at, cost, ratio, 0.0, hi)

@@ -7,12 +7,10 @@ rebuilt by the remaining channels.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from srprune.criteria import ScoreCriterion
-from srprune.errors import SrpruneError
+from srprune import Context, ScoreCriterion, SrpruneError, Unit
+from srprune.prune.contracts import Batch
 
 __all__ = ["FEATURES", "HRank", "map_ranks"]
 
@@ -48,7 +46,7 @@ class HRank(ScoreCriterion):
                                f"got {feature!r}")
         self.images, self.feature = int(images), feature
 
-    def _batches(self, ctx: Any) -> list:
+    def _batches(self, ctx: Context) -> list[Batch]:
         batches, seen = [], 0
         for lr, hr in ctx.require_data("criterion 'hrank'"):
             if self.images and seen >= self.images:
@@ -59,7 +57,7 @@ class HRank(ScoreCriterion):
             seen += take
         return batches
 
-    def score(self, unit: Any, ctx: Any) -> torch.Tensor:
+    def score(self, unit: Unit, ctx: Context) -> torch.Tensor:
         batches = self._batches(ctx)
         if self.feature == "consumer":
             layers = unit.consumer_modules()[:1]
