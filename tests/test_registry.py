@@ -15,12 +15,12 @@ class Dummy(ScoreCriterion):
     """A dummy plugin criterion."""
 
 
-def fresh_copy(registry: registry.Registry) -> registry.Registry:
-    """A new registry holding the built-ins of ``registry``, entry points not yet read."""
-    reg = registry.Registry(registry.kind)
-    for name in registry.names():
-        reg._items[name] = registry.get(name)
-        reg._sources[name] = registry.source(name)
+def fresh_copy(source: registry.Registry) -> registry.Registry:
+    """A new registry holding the built-ins of ``source``, entry points not yet read."""
+    reg = registry.Registry(source.kind)
+    for name in source.names():
+        reg._items[name] = source.get(name)
+        reg._sources[name] = source.source(name)
     return reg
 
 
