@@ -1,4 +1,10 @@
-"""The one exception type that means "the user's input is wrong"."""
+"""Exception types that tell a user's mistake from ours, and how the CLI ends on each.
+
+* :class:`SrpruneError`: the user's input or environment is wrong: one ``error:`` line, exit 2.
+* :class:`Interrupted`: Ctrl-C, after whatever could be kept was saved: one line, exit 130.
+* :class:`InternalError`: an invariant of srprune itself failed (a bug): one ``internal
+  error:`` line asking for a bug report, exit 1.
+"""
 
 
 class SrpruneError(Exception):
@@ -8,3 +14,17 @@ class SrpruneError(Exception):
     ``SrpruneError(f"unknown model 'drn-x'; known: drn-s, drn-l")``. The CLI prints
     ``error: <message>`` and exits with code 2; it never shows a traceback for these.
     """
+
+    exit_code = 2
+
+
+class Interrupted(SrpruneError):
+    """The user pressed Ctrl-C; the message says what was saved and how to go on (exit 130)."""
+
+    exit_code = 130
+
+
+class InternalError(Exception):
+    """An internal invariant failed: a bug in srprune, not the user's input (exit code 1)."""
+
+    exit_code = 1

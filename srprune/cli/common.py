@@ -10,24 +10,56 @@ from typing import Any
 import click
 from rich.console import Console
 
-from srprune.errors import SrpruneError
+from srprune.errors import InternalError, SrpruneError
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+BUG_REPORT = "please report it with the command you ran"
+
+
 class SrpruneGroup(click.Group):
-    """Turns SrpruneError (bad input) into one ``error:`` line and exit code 2."""
+    """Every way a command can fail ends as one stderr line and a documented exit code.
+
+    ``SrpruneError`` (bad input): ``error: ...``, exit 2; click's own usage errors too.
+    ``Interrupted``/Ctrl-C: ``error: interrupted ...``, exit 130. ``InternalError``: ``internal
+    error: ... (please report it)``, exit 1.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `srprune`: the help
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            sys.exit(0)
+        except click.ClickException as exc:  # usage errors: one line, exit 2
+            _fail(_one_line(exc.format_message()), 2)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SrpruneError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+            _fail(_one_line(str(exc)), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+            _fail("interrupted", 130)
+        except InternalError as exc:
+            click.echo(f"internal error: {_one_line(str(exc))} ({BUG_REPORT})", err=True)
+            sys.exit(InternalError.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 def print_json(data: Any) -> None:
