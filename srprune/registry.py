@@ -73,6 +73,10 @@ class Registry(Generic[T]):
                 raise SrpruneError(
                     f"{self.kind} plugin '{ep.name}' ({ep.value}) failed to load: {exc}"
                 ) from exc
+            spec_name = getattr(obj, "name", ep.name) if self.kind == "models" else ep.name
+            if spec_name != ep.name:  # artifacts record the spec's name and look it up
+                raise SrpruneError(f"model plugin entry point '{ep.name}' ({ep.value}) holds "
+                                   f"a spec named '{spec_name}'; the two names must match")
             self.add(ep.name, obj, f"entry point {ep.value}")
 
     def get(self, name: str) -> T:

@@ -70,3 +70,20 @@ def test_broken_plugin_is_one_clear_error(monkeypatch):
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(SrpruneError, match=r"unknown strategy 'zzz'; known: .*uniform"):
         registry.STRATEGIES.get("zzz")
+
+
+def test_model_entry_point_name_must_match_its_spec(monkeypatch):
+    from srprune.models.spec import ModelSpec
+
+    registry.MODELS.names()
+
+    class FakeEntryPoint:
+        name, value, group = "alias", "pkg:SPEC", "srprune.models"
+
+        def load(self):
+            return ModelSpec("realname", "a spec", {4: {}})
+
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [FakeEntryPoint()] if group == "srprune.models" else [])
+    with pytest.raises(SrpruneError, match="holds a spec named 'realname'; the two names must"):
+        fresh_copy(registry.MODELS).names()
