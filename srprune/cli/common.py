@@ -92,11 +92,20 @@ def json_option(f: Callable) -> Callable:
 
 
 def load_model_arg(spec: str, scale: int | None, weights: str | None = None,
-                   channel_config: str | None = None) -> Any:
-    """A registered model name or an artifact file, as an SRModel."""
+                   channel_config: str | None = None, note_random: bool = True) -> Any:
+    """A registered model name or an artifact file, as an SRModel.
+
+    A registered model without trained weights (none shipped, no ``--weights``) runs on
+    random weights: unless ``note_random`` is off (latency does not care), one ``note:``
+    line on stderr says so, because its PSNR is meaningless.
+    """
     from srprune.models import resolve_model
 
-    return resolve_model(spec, scale, weights=weights, channel_config=channel_config)
+    model = resolve_model(spec, scale, weights=weights, channel_config=channel_config)
+    if note_random and model.meta.get("weights") == "random":
+        click.echo(f"note: {spec} x{model.scale} has no trained weights here; it runs on "
+                   "random weights (pass --weights FILE for a trained checkpoint)", err=True)
+    return model
 
 
 def fmt_count(n: float) -> str:

@@ -35,7 +35,8 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     cost = model_cost(sr, size)
     data = {"model": model, "scale": sr.scale, **cost.as_dict(),
             "dual_params": (sum(p.numel() for p in sr.duals.parameters())
-                            if sr.duals is not None else 0)}
+                            if sr.duals is not None else 0),
+            "weights": sr.meta.get("weights", "artifact")}
     if as_json:
         print_json(data)
         return
@@ -44,6 +45,8 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     table.add_column("value", justify="right")
     table.add_row("params (primal)", f"{cost.params:,} ({fmt_count(cost.params)})")
     table.add_row("params (dual nets)", f"{data['dual_params']:,}")
+    weights = data["weights"]
+    table.add_row("weights", "random (none trained here)" if weights == "random" else weights)
     table.add_row("MACs (conv+linear)", f"{cost.macs:,} ({fmt_count(cost.macs)})")
     table.add_row("paper MACs (+bias adds)", f"{cost.paper_macs:,} ({fmt_count(cost.paper_macs)})")
     for i, shape in enumerate(cost.outputs):

@@ -9,12 +9,13 @@ import torch
 
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint
+from srprune.models.artifacts import is_artifact_path, load_artifact
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
 from srprune.registry import MODELS
 
 __all__ = ["FinalOutput", "ModelSpec", "SRModel", "build_model", "load_weights", "model_spec",
-           "resolve_model"]
+           "names_a_file", "resolve_model"]
 
 
 def model_spec(name: str) -> Any:
@@ -34,6 +35,8 @@ def build_model(name: str, scale: int | None = None, weights: str | Path | None 
     shipped = spec.default_weights(model.scale) if pretrained and weights is None else None
     if weights is not None or shipped is not None:
         load_weights(model, weights or shipped)
+    model.meta["weights"] = (str(weights) if weights is not None
+                             else "shipped" if shipped is not None else "random")
     return model
 
 
@@ -79,17 +82,25 @@ def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
+def names_a_file(spec: str) -> bool:
+    """True when a model argument names a file; a registered name always wins over a file
+    of the same name in the current folder."""
+    return spec not in MODELS.names() and is_artifact_path(spec)
+
+
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
                   channel_config: str | None = None) -> SRModel:
     """A registered model name or a saved srprune artifact file, as an ``SRModel``."""
-    from srprune.models.artifacts import is_artifact_path, load_artifact
-
-    if is_artifact_path(spec):
+    if names_a_file(spec):
+        if channel_config is not None:
+            raise SrpruneError(f"--channels applies to registered DRN models, not to the "
+                               f"artifact {spec} (its widths are stored in it)")
         model = load_artifact(spec)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
         if weights is not None:
             load_weights(model, weights)
+            model.meta["weights"] = str(weights)
         return model
     overrides = {"channel_config": channel_config} if channel_config else {}
     return build_model(spec, scale, weights=weights, **overrides)

@@ -22,6 +22,7 @@ from srprune.measure.cost import Cost, model_cost
 from srprune.models.srmodel import SRModel
 from srprune.prune.context import PruneContext
 from srprune.prune.contracts import Batch
+from srprune.prune.factory import instantiate
 from srprune.prune.graph import SRGraph
 from srprune.prune.plan import PlanCost, plan_to_json
 from srprune.registry import CRITERIA, STRATEGIES
@@ -79,22 +80,14 @@ def _quality_brief(q: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(q[k]), 4) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
 
 
-def _instantiate(registry: Any, kind: str, name: str, options: dict[str, Any] | None) -> Any:
-    cls = registry.get(name)
-    try:
-        return cls(**(options or {}))
-    except TypeError as exc:  # an unknown or missing option
-        raise SrpruneError(f"{kind} '{name}': {exc}") from None
-
-
 def make_criterion(name: str, options: dict[str, Any] | None = None) -> Any:
     """A registered criterion built with its options (bad options: SrpruneError)."""
-    return _instantiate(CRITERIA, "criterion", name, options)
+    return instantiate(CRITERIA, "criterion", name, options)
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Any:
     """A registered strategy built with its options (bad options: SrpruneError)."""
-    return _instantiate(STRATEGIES, "strategy", name, options)
+    return instantiate(STRATEGIES, "strategy", name, options)
 
 
 def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch] = (), *,

@@ -23,7 +23,7 @@ from torch import nn
 from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as tp_index_mapping
 
-from srprune.errors import SrpruneError
+from srprune.errors import InternalError, SrpruneError
 from srprune.hooks import hooked
 from srprune.prune.contracts import LayerSlice
 
@@ -379,8 +379,11 @@ class SRGraph:
     def verify_output(self) -> None:
         """The pruned net still runs and keeps its output shape."""
         self._order, self._spatial = [], {}
-        with torch.no_grad():
-            self._probe()
+        try:
+            with torch.no_grad():
+                self._probe()
+        except SrpruneError as exc:  # it ran before pruning: this is our bug
+            raise InternalError(f"the pruned model no longer runs: {exc}") from None
 
 
 def check_consistency(net: nn.Module) -> None:
@@ -400,4 +403,4 @@ def check_consistency(net: nn.Module) -> None:
         elif isinstance(m, nn.PReLU) and m.weight.numel() != m.num_parameters:
             problem = f"PReLU weight {m.weight.numel()} vs {m.num_parameters}"
         if problem:
-            raise SrpruneError(f"inconsistent layer after pruning: {name}: {problem}")
+            raise InternalError(f"inconsistent layer after pruning: {name}: {problem}")
