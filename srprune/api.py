@@ -24,14 +24,24 @@ def load(path: str | Path) -> SRModel:
 
 
 def calibration_batches(data: str | Path | None, scale: int, n_batches: int, batch: int,
-                        patch: int, seed: int) -> list[Batch]:
-    """``n_batches`` seeded batches of aligned LR-pyramid/HR patches from a folder (or [])."""
+                        patch: int, seed: int,
+                        progress: ProgressFn | None = None) -> list[Batch]:
+    """``n_batches`` seeded batches of aligned LR-pyramid/HR patches from a folder (or []).
+
+    ``progress("calibration", done, n_batches)`` is called before and after each batch.
+    """
     if data is None:
         return []
     if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
+    report = progress or (lambda _stage, _done, _total: None)
+    report("calibration", 0, n_batches)
     sampler = PatchSampler(open_image_set(data, scale), scale, patch, batch, seed=seed)
-    return [sampler.next_batch() for _ in range(n_batches)]
+    batches = []
+    for _ in range(n_batches):
+        batches.append(sampler.next_batch())
+        report("calibration", len(batches), n_batches)
+    return batches
 
 
 def compress_model(model: SRModel | str, ratio: float | None = None, *,
@@ -53,6 +63,10 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     ``preset`` ("fast", "default", "thorough": the CLI's ``--preset``) fills in the calibration
     budget and the criterion/strategy effort; explicit values win. Without a preset: 4
     calibration batches of 8 LR patches 24x24 and the classes' own option defaults.
+
+    ``progress(stage, done, total)`` hears about every long stage, with ``done=0`` at its
+    start: "calibration", "eval: before", "search" (and the strategy's own loop, e.g.
+    "dr-search"), "prune", "eval: pruned", "finetune", "eval: after".
     """
     if config is None:
         config = RunConfig.build(ratio=ratio, **settings)
@@ -68,17 +82,20 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     if tune.steps and calib.data is None:
         raise SrpruneError("fine-tuning needs training images: pass --data DIR")
     batches = calibration_batches(calib.data, model.scale, calib.batches, calib.batch,
-                                  calib.patch, config.seed)
+                                  calib.patch, config.seed, progress)
     eval_set = _eval_set(config.evaluate, model.scale)
-    quality_before = _quality(model, eval_set, config.device)
+    quality_before = _quality(model, eval_set, config.device, progress, "eval: before")
     result = compress(model, batches=batches, config=config, progress=progress)
     result.quality_before = quality_before
     if tune.steps:
         t0 = time.perf_counter()
-        result.quality_pruned = _quality(model, eval_set, config.device)
+        result.quality_pruned = _quality(model, eval_set, config.device, progress,
+                                         "eval: pruned")
+        if progress is not None:
+            progress("finetune", 0, tune.steps)
         result.finetune = _finetune(model, calib.data, tune, config, progress)
         result.seconds["finetune"] = time.perf_counter() - t0
-    result.quality_after = _quality(model, eval_set, config.device)
+    result.quality_after = _quality(model, eval_set, config.device, progress, "eval: after")
     if out is not None:
         save_artifact(model.to("cpu"), out, meta={"source": source, **result.summary()},
                       force=force)
@@ -98,28 +115,79 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                 patch: int = 32, batch: int = 16, lr: float = 2e-3, seed: int = 1,
                 device: str = "cpu", checkpoint: str | None = None, resume: bool = False,
                 out: str | Path | None = None, force: bool = False,
-                on_step: Any = None) -> dict[str, Any]:
+                on_step: Any = None, pinned: tuple[str, ...] = ()) -> dict[str, Any]:
     """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
 
     Registered names start from random weights unless ``weights`` is given; artifacts (pruned
     models) are fine-tuned from their own weights and written back as artifacts.
+
+    Nothing is replaced by surprise and nothing is lost. Settings and every output target are
+    checked before any work: ``out`` may replace a file only with ``force``; ``checkpoint``
+    (the resumable state, saved every 500 steps, at the end and on Ctrl-C) may name an
+    existing file only with ``resume`` (continue that run) or ``force`` (start over). With
+    ``resume`` the run continues the checkpoint's run with its settings (``batch``, ``patch``,
+    ``seed``, ``lr``, ``dual_weight``; ``summary["resumed"]["adopted"]`` lists those that
+    differ from the arguments), except that settings named in ``pinned`` must match it;
+    ``steps`` is where the run ends. Ctrl-C raises :class:`~srprune.errors.Interrupted` (a
+    ``TrainingInterrupted``) once the checkpoint is saved.
     """
+    from srprune.training.loss import ensure_duals
+    from srprune.training.trainer import (
+        check_model_fits,
+        check_target,
+        check_train_settings,
+        read_train_checkpoint,
+        same_setting,
+    )
+
+    check_train_settings(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
+                         seed=seed)
     if out is not None:
         check_writable(out, force)
+        check_target(out)
+    if checkpoint is not None:
+        if out is not None and Path(checkpoint).resolve() == Path(out).resolve():
+            raise SrpruneError(f"the checkpoint and the output are the same file ({out}); "
+                               "give the checkpoint another path")
+        check_target(checkpoint)
+        if Path(checkpoint).exists() and not resume and not force:
+            raise SrpruneError(f"{checkpoint} already exists; pass --resume to continue that "
+                               "run or --force to overwrite it")
     if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
     is_artifact = isinstance(model, str) and is_artifact_path(model)
-    sr = _training_model(model, scale, weights)
-    sampler = PatchSampler(open_image_set(data, sr.scale), sr.scale, patch, batch, seed=seed)
-    config = TrainConfig(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
-                         seed=seed, device=device)
+    sr = ensure_duals(_training_model(model, scale, weights))
+    run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
+    state, adopted, extra = None, {}, {}
+    if resume and checkpoint is not None:
+        state = read_train_checkpoint(checkpoint)
+        check_model_fits(sr, state, checkpoint)
+        saved = state["config"]
+        for key, given in run.items():
+            if same_setting(saved[key], given):
+                continue
+            if key in pinned:
+                flag = "--" + key.replace("_", "-")
+                raise SrpruneError(f"{checkpoint} was made with {flag} {saved[key]}, but {flag} "
+                                   f"{given} was given; drop {flag} to continue that run with "
+                                   "its settings, or start over with --force instead of "
+                                   "--resume")
+            adopted[key] = saved[key]
+        run.update(adopted)
+        extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"]))}
+    sampler = PatchSampler(open_image_set(data, sr.scale), sr.scale, run["patch"], run["batch"],
+                           seed=run["seed"])
+    config = TrainConfig(steps=steps, **run, **extra, device=device)
     trainer = Trainer(sr, sampler, config)
-    if resume and checkpoint:
-        trainer.resume(checkpoint)
+    if state is not None:
+        trainer.resume(checkpoint, state)
     log = trainer.run(checkpoint=checkpoint, on_step=on_step)
     summary = {"steps": trainer.step, "seconds": round(trainer.elapsed, 2),
                "final_loss": log.loss[-1] if log.loss else float("nan"),
                "config": {k: v for k, v in vars(config).items()}}
+    if state is not None:
+        summary["resumed"] = {"checkpoint": str(checkpoint), "step": state["step"],
+                              "adopted": adopted}
     if out is not None:
         if is_artifact:
             save_artifact(sr.to("cpu"), out, meta={"trained": summary}, force=force)
@@ -135,24 +203,56 @@ def _eval_set(evaluate: str | Path | None, scale: int) -> ImageSet | None:
     return open_image_set(None if str(evaluate) == "builtin" else evaluate, scale)
 
 
-def _quality(model: SRModel, eval_set: ImageSet | None, device: str) -> dict[str, Any] | None:
+def _quality(model: SRModel, eval_set: ImageSet | None, device: str,
+             progress: ProgressFn | None = None, stage: str = "eval") -> dict[str, Any] | None:
     if eval_set is None:
         return None
 
-    return evaluate_model(model, eval_set, device=device)
+    return evaluate_model(model, eval_set, device=device, progress=progress, stage=stage)
 
 
 def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
               progress: ProgressFn | None) -> dict[str, Any]:
-    """Dual-regression fine-tuning of the pruned model (cosine schedule from ``tune.lr``)."""
+    """Dual-regression fine-tuning of the pruned model (cosine schedule from ``tune.lr``).
+
+    On Ctrl-C the pruned model is saved as it is to the run's ``out`` (when there is one),
+    with a training checkpoint beside it (``OUT.ckpt``, or ``OUT.<n>.ckpt`` when that exists
+    and ``force`` is off), and ``Interrupted`` says how ``srprune train`` continues the run.
+    """
+    import shlex
+
+    from srprune.errors import Interrupted
+    from srprune.training.trainer import TrainingInterrupted
+
     sampler = PatchSampler(open_image_set(data, model.scale), model.scale, tune.patch,
                            tune.batch, seed=config.seed + 1)
     train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
                                lr=tune.lr, dual_weight=config.dual_weight, seed=config.seed,
                                device=config.device)
     trainer = Trainer(model, sampler, train_config)
-    log = trainer.run(on_step=(lambda step, _: progress("finetune", step, tune.steps))
-                      if progress else None)
+    try:
+        log = trainer.run(on_step=(lambda step, _: progress("finetune", step, tune.steps))
+                          if progress else None)
+    except TrainingInterrupted:
+        where = f"interrupted at fine-tuning step {trainer.step}/{tune.steps}"
+        out, force = config.output.path, config.output.force
+        if out is None:
+            raise Interrupted(f"{where}; nothing saved (no output path was given)") from None
+        ckpt, n = Path(f"{out}.ckpt"), 1
+        while ckpt.exists() and not force:
+            ckpt, n = Path(f"{out}.{n}.ckpt"), n + 1
+        trainer.save(ckpt)
+        model.net.eval()
+        save_artifact(model.to("cpu"), out, force=force,
+                      meta={"source": model.name, "interrupted": {
+                          "finetune_step": trainer.step, "finetune_steps": tune.steps,
+                          "checkpoint": str(ckpt)}})
+        quote = shlex.quote
+        raise Interrupted(
+            f"{where}; saved the pruned model as it is to {out} and a training checkpoint to "
+            f"{ckpt}; continue with: srprune train {quote(str(out))} --data "
+            f"{quote(str(data))} --steps {tune.steps} --checkpoint {quote(str(ckpt))} "
+            "--resume --out NEW.srp") from None
     model.net.eval()
     return {"steps": tune.steps, "lr": tune.lr, "batch": tune.batch, "patch": tune.patch,
             "dual_weight": config.dual_weight, "final_loss": round(log.loss[-1], 4),

@@ -6,7 +6,6 @@ import click
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from srprune.cli.common import (
@@ -19,6 +18,7 @@ from srprune.cli.common import (
     print_json,
     scale_option,
 )
+from srprune.cli.progress import ProgressReporter
 
 BUSY_CPU_PER_WALL = 0.9  # per thread; below it the process waited for a CPU
 
@@ -49,28 +49,60 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
     Models run interleaved (A B A B ...) on one random input; speed-ups are relative to the
     first model. Each argument is a registered model name or an srprune artifact file.
     """
-    from srprune.measure.bench import add_roofline, bench_steps, benchmark
+    from srprune.measure.bench import add_roofline, benchmark
     from srprune.measure.roofline import available_cpus, measure_roofline
 
     loaded = [(spec, load_model_arg(spec, scale)) for spec in models]
-    progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err_console, transient=True)
-    with progress:
-        task = progress.add_task("loading", total=bench_steps(len(loaded), runs, warmup,
-                                                               with_torch, roofline))
+    with ProgressReporter(quiet=as_json) as progress:
+        phases = _Phases(progress, len(loaded), runs + warmup, with_torch, roofline)
         records = benchmark(
             loaded, input_size, threads=threads, runs=runs, warmup=warmup, onnx_dir=onnx_out,
-            force=force, with_torch=with_torch, roofline=roofline,
-            on_step=lambda desc: progress.update(task, advance=1, description=desc),
+            force=force, with_torch=with_torch, roofline=roofline, on_step=phases.step,
         )
         if roofline:
-            progress.update(task, description="SGEMM roofline")
+            progress("roofline", 0, 1)
             add_roofline(records, measure_roofline(sorted({1, threads, available_cpus()})))
+            progress("roofline", 1, 1)
     if as_json:
         print_json([rec.as_dict() for rec in records])
     else:
         _print_table(records, with_torch, roofline)
     _warn_if_busy(records)
+
+
+class _Phases:
+    """``benchmark``'s ``on_step(description)`` calls as progress stages.
+
+    "export+parity" (2 steps a model), "latency: onnxruntime" (one step a call, the SGEMM of
+    ``--roofline`` included), "latency: torch"; each starts (``done=0``) when the one before
+    it ends, so its elapsed time is its own. Together they are ``bench_steps`` steps.
+    """
+
+    def __init__(self, progress: ProgressReporter, n_models: int, calls: int,
+                 with_torch: bool, roofline: bool) -> None:
+        self.progress = progress
+        self.totals = {"export+parity": 2 * n_models,
+                       "latency: onnxruntime": (n_models + roofline) * calls}
+        if with_torch:
+            self.totals["latency: torch"] = n_models * calls
+        self.done = dict.fromkeys(self.totals, 0)
+        self.order = list(self.totals)
+        progress(self.order[0], 0, self.totals[self.order[0]])
+
+    def step(self, description: str) -> None:
+        stage = ("export+parity" if description.startswith(("export", "parity"))
+                 else f"latency: {description}")
+        if stage not in self.done:  # a step benchmark() gained since: count it anyway
+            self.totals[stage], self.done[stage] = 1, 0
+            self.order.append(stage)
+        self.done[stage] += 1
+        total = max(self.totals[stage], self.done[stage])
+        note = description if stage == "export+parity" else None
+        self.progress(stage, self.done[stage], total, note=note)
+        if self.done[stage] == total:
+            following = self.order[self.order.index(stage) + 1:]
+            if following and self.done[following[0]] == 0:
+                self.progress(following[0], 0, self.totals[following[0]])
 
 
 def _print_table(records: list, with_torch: bool, roofline: bool) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from srprune.cli.common import (
     console,
-    err_console,
     fmt_count,
     json_option,
     load_model_arg,
@@ -18,6 +16,7 @@ from srprune.cli.common import (
     print_json,
     scale_option,
 )
+from srprune.cli.progress import ProgressReporter
 from srprune.config import FineTune, RunConfig
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable
@@ -88,16 +87,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
                              strategy_options=strategy_options)
     check_writable(settings["out"], settings["force"])
     sr = load_model_arg(model, scale, weights)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True,
-                  disable=as_json) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with ProgressReporter(quiet=as_json) as progress:
         result = compress_model(sr, config=config, progress=progress, source=model)
     summary = {"model": model, "out": settings["out"], **result.summary()}
     if as_json:

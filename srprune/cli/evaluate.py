@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from srprune.cli.common import console, json_option, load_model_arg, print_json, scale_option
+from srprune.cli.progress import ProgressReporter
 
 
 @click.command("eval")
@@ -26,7 +27,9 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
     if data is not None and not __import__("pathlib").Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
     sr = load_model_arg(model, scale, weights)
-    result = evaluate_model(sr.to(device), open_image_set(data, sr.scale), device=device)
+    with ProgressReporter(quiet=as_json) as progress:
+        result = evaluate_model(sr.to(device), open_image_set(data, sr.scale), device=device,
+                                progress=progress)
     result["model"], result["scale"] = model, sr.scale
     if as_json:
         print_json(result)

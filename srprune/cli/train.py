@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from srprune.cli.common import console, err_console, json_option, print_json
+
+#: flags of the run's settings; given explicitly, a resumed checkpoint must match them
+RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 
 
 @click.command("train")
@@ -24,43 +28,70 @@ from srprune.cli.common import console, err_console, json_option, print_json
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--checkpoint", type=click.Path(), default=None,
-              help="Resumable checkpoint (default: OUT.ckpt).")
-@click.option("--resume", is_flag=True, help="Continue from --checkpoint if it exists.")
+              help="Resumable checkpoint, saved every 500 steps, at the end and on Ctrl-C "
+                   "(default: OUT.ckpt). An existing one needs --resume or --force.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --checkpoint if it exists, with that run's batch, "
+                   "patch, seed, lr and dual weight (flags given explicitly must match).")
 @click.option("--out", required=True, type=click.Path(), help="Weights (or artifact) to write.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite --out and --checkpoint if they exist.")
 @json_option
-def command(model: str, data: str, scale: int | None, steps: int, weights: str | None,
-            dual_weight: float, patch: int, batch: int, lr: float, seed: int, device: str,
-            checkpoint: str | None, resume: bool, out: str, force: bool, as_json: bool) -> None:
-    """Train MODEL (name or artifact) with the dual-regression loss on HR images in --data."""
-    from srprune.api import train_model
-    from srprune.errors import SrpruneError
-    from srprune.io.checkpoint import check_writable
+@click.pass_context
+def command(ctx: click.Context, model: str, data: str, scale: int | None, steps: int,
+            weights: str | None, dual_weight: float, patch: int, batch: int, lr: float,
+            seed: int, device: str, checkpoint: str | None, resume: bool, out: str, force: bool,
+            as_json: bool) -> None:
+    """Train MODEL (name or artifact) with the dual-regression loss on HR images in --data.
 
-    check_writable(out, force)
-    if steps < 1:
-        raise SrpruneError("--steps must be >= 1")
+    Ctrl-C saves the checkpoint at the last whole step; the same command plus --resume
+    continues exactly where it stopped.
+    """
+    from srprune.api import train_model
+    from srprune.errors import Interrupted, SrpruneError
+    from srprune.training.trainer import TrainingInterrupted, check_train_settings
+
+    check_train_settings(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
+                         seed=seed, flags=True)
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise SrpruneError("--device cuda asked, but no CUDA device is available")
     checkpoint = checkpoint or f"{out}.ckpt"
-    with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
-        task = bar.add_task("train", total=steps, loss=float("nan"))
+    pinned = tuple(key for key in RUN_FLAGS if ctx.get_parameter_source(key)
+                   not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP))
+    try:
+        with Progress(TextColumn("train"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=err_console, disable=as_json,
+                      transient=True) as bar:
+            task = bar.add_task("train", total=steps, loss=float("nan"))
 
-        def on_step(step: int, losses: dict) -> None:
-            bar.update(task, completed=step, loss=losses["loss"])
+            def on_step(step: int, losses: dict) -> None:
+                bar.update(task, completed=step, loss=losses["loss"])
 
-        result = train_model(model, data, scale=scale, steps=steps, weights=weights,
-                             dual_weight=dual_weight, patch=patch, batch=batch, lr=lr, seed=seed,
-                             device=device, checkpoint=checkpoint,
-                             resume=resume and Path(checkpoint).exists(), out=out, force=force,
-                             on_step=on_step)
+            result = train_model(model, data, scale=scale, steps=steps, weights=weights,
+                                 dual_weight=dual_weight, patch=patch, batch=batch, lr=lr,
+                                 seed=seed, device=device, checkpoint=checkpoint,
+                                 resume=resume and Path(checkpoint).exists(), out=out,
+                                 force=force, on_step=on_step, pinned=pinned)
+    except TrainingInterrupted as exc:
+        if exc.checkpoint is None:
+            raise
+        again = "the same command" if resume else "the same command plus --resume"
+        raise Interrupted(f"{exc}; continue with {again}") from None
     if as_json:
         print_json(result)
-    else:
-        console.print(f"trained {result['steps']} steps in {result['seconds']:.0f} s; "
-                      f"final loss {result['final_loss']:.3f}; wrote {out}")
+        return
+    resumed = result.get("resumed")
+    note = ""
+    if resumed:
+        note = f"resumed {resumed['checkpoint']} at step {resumed['step']}"
+        if resumed["adopted"]:
+            note += " with that run's " + ", ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in resumed["adopted"].items())
+        note += "; "
+    console.print(f"{note}trained {result['steps']} steps in {result['seconds']:.0f} s; "
+                  f"final loss {result['final_loss']:.3f}; wrote {out}", markup=False,
+                  highlight=False)

@@ -11,7 +11,7 @@ from torch import nn
 from srprune.errors import SrpruneError
 from srprune.hooks import capture_layer, run_until_stop
 from srprune.models.srmodel import SRModel
-from srprune.prune.contracts import Batch
+from srprune.prune.contracts import Batch, ProgressFn
 from srprune.prune.graph import SRGraph
 from srprune.prune.state import KeptRows
 
@@ -22,8 +22,8 @@ class PruneContext:
 
     ``model`` is being pruned in place; ``original`` is a frozen copy of it before pruning
     (same layer names); ``batches`` are calibration batches (LR pyramid, HR) or empty when
-    no data was given. ``graph`` and ``kept_rows`` belong to the engine (not part of the
-    plugin contract).
+    no data was given; ``progress`` receives :meth:`report` calls (None: they are dropped).
+    ``graph`` and ``kept_rows`` belong to the engine (not part of the plugin contract).
     """
 
     model: SRModel
@@ -34,10 +34,17 @@ class PruneContext:
     seed: int = 0
     dual_weight: float = 0.1
     kept_rows: KeptRows | None = None
+    progress: ProgressFn | None = None
 
     def __post_init__(self) -> None:
         if self.kept_rows is None:
             self.kept_rows = KeptRows(self.original.net)
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """Progress of a long loop (``done`` of ``total`` steps of ``stage``); no-op without
+        a progress callback."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def require_data(self, who: str) -> list[Batch]:
         """The calibration batches, or a clear error naming who needs them."""

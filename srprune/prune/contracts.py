@@ -7,7 +7,7 @@ concrete classes (``prune.graph.PruningUnit``, ``prune.context.PruneContext``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -20,6 +20,9 @@ Batch = tuple[list[torch.Tensor], torch.Tensor]
 
 Plan = dict[str, int]
 """Kept width per unit name."""
+
+ProgressFn = Callable[[str, int, int], None]
+"""A progress callback: ``(stage, done, total)``, ``done`` of ``total`` steps finished."""
 
 
 class LayerSlice(NamedTuple):
@@ -106,6 +109,14 @@ class Context(Protocol):
 
     def original_rows(self, layer: str, current: int) -> torch.Tensor | None:
         """Which original output rows of ``layer`` survive (None if all ``current`` do)."""
+        ...
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """Progress of a long loop: ``done`` of ``total`` steps of ``stage`` are finished.
+
+        Call it with ``done=0`` before the first step and after every step; the CLI shows a
+        bar (terminal) or start/periodic/done lines (logs). A no-op without a progress callback.
+        """
         ...
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +21,11 @@ from srprune.errors import SrpruneError
 from srprune.measure.cost import Cost, model_cost
 from srprune.models.srmodel import SRModel
 from srprune.prune.context import PruneContext
-from srprune.prune.contracts import Batch
+from srprune.prune.contracts import Batch, ProgressFn  # ProgressFn: (stage, done, total)
 from srprune.prune.factory import instantiate
 from srprune.prune.graph import SRGraph
 from srprune.prune.plan import PlanCost, plan_to_json
 from srprune.registry import CRITERIA, STRATEGIES
-
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass
@@ -123,7 +121,8 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     if not units:
         raise SrpruneError(f"the model has no prunable unit in scope '{sel.scope}'")
     ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches),
-                       device=config.device, seed=config.seed, dual_weight=config.dual_weight)
+                       device=config.device, seed=config.seed, dual_weight=config.dual_weight,
+                       progress=progress)
     for needs, who in ((crit.needs_data, f"criterion '{sel.criterion}'"),
                        (strat.needs_data, f"strategy '{sel.strategy}'")):
         if needs:
@@ -132,10 +131,13 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     seconds["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    ctx.report("search", 0, 1)  # strategies report their own loops under their own stage
     keep = strat.plan(units, sel.ratio, ctx, cost)
+    ctx.report("search", 1, 1)
     seconds["search"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    ctx.report("prune", 0, len(units))
     if any(keep.get(u.name, u.width) < u.width for u in units):
         crit.prepare(ctx)
     for done, unit in enumerate(units):
@@ -147,8 +149,7 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
                                    f"of {unit.name}, {n_keep} were asked")
             ctx.kept_rows.record(unit, kept)
             graph.prune(unit, kept)
-        if progress is not None:
-            progress("prune", done + 1, len(units))
+        ctx.report("prune", done + 1, len(units))
     graph.verify_output()
     seconds["prune"] = time.perf_counter() - t0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,37 @@ def sr_function(model: SRModel, device: str = "cpu") -> Any:
     return run
 
 
-def evaluate_model(model: SRModel, image_set: Any, device: str = "cpu") -> dict[str, Any]:
-    """``quality.metrics.evaluate`` for a model (PSNR/SSIM on Y, ``scale``-px border crop)."""
+def evaluate_model(model: SRModel, image_set: Any, device: str = "cpu",
+                   progress: Callable[[str, int, int], None] | None = None,
+                   stage: str = "eval") -> dict[str, Any]:
+    """``quality.metrics.evaluate`` for a model (PSNR/SSIM on Y, ``scale``-px border crop).
+
+    ``progress(stage, done, total)`` is called before the first image and after each one.
+    """
     from srprune.quality.metrics import evaluate
 
     was_training = model.net.training
     model.net.eval()
     try:
-        return evaluate(sr_function(model, device), image_set, model.scale)
+        images = image_set if progress is None else _Reported(image_set, progress, stage)
+        return evaluate(sr_function(model, device), images, model.scale)
     finally:
         model.net.train(was_training)
+
+
+class _Reported:
+    """An image set that reports each image as done when the next one is asked for."""
+
+    def __init__(self, images: Any, progress: Callable[[str, int, int], None],
+                 stage: str) -> None:
+        self.images, self.progress, self.stage = images, progress, stage
+        if hasattr(images, "scale"):
+            self.scale = images.scale
+
+    def __iter__(self) -> Iterator[Any]:
+        images = self.images if hasattr(self.images, "__len__") else list(self.images)
+        total = len(images)
+        self.progress(self.stage, 0, total)
+        for done, pair in enumerate(images, 1):
+            yield pair  # evaluate() asks for the next image once this one is scored
+            self.progress(self.stage, done, total)

@@ -109,6 +109,7 @@ class DRSearch(Strategy):
         opt_w = torch.optim.Adam(weights, lr=self.weight_lr)
         model.net.train()
         self.history = []
+        ctx.report("dr-search", 0, self.steps)
         with _masked(consumers, alphas, options):
             for step in range(self.steps):
                 loss_val = self._step(model, opt_alpha, val[step % len(val)], ctx.device,
@@ -116,6 +117,7 @@ class DRSearch(Strategy):
                 loss_trn = self._step(model, opt_w, train[step % len(train)], ctx.device,
                                       dual_weight, clip=weights)
                 self.history.append({"step": step + 1, "val": loss_val, "train": loss_trn})
+                ctx.report("dr-search", step + 1, self.steps)
         chosen = {name: options[name][int(a.argmax())] for name, a in alphas.items()}
         plan = _rescale_to_ratio(units, chosen, ratio, cost, self.round_to, self.min_width)
         self.probabilities = {n: a.softmax(0).tolist() for n, a in alphas.items()}

@@ -1,0 +1,1 @@
+"""SR architectures of the model zoo, keeping the official repositories' state_dict layouts."""
