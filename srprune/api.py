@@ -13,7 +13,13 @@ from srprune.io.checkpoint import check_writable, save_checkpoint
 from srprune.models import SRModel, build_model, resolve_model
 from srprune.models.artifacts import is_artifact_path, load_artifact, save_artifact
 from srprune.prune.contracts import Batch
-from srprune.prune.engine import CompressResult, ProgressFn, compress
+from srprune.prune.engine import (
+    CompressResult,
+    ProgressFn,
+    compress,
+    make_criterion,
+    make_strategy,
+)
 from srprune.quality.evaluate import evaluate_model
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 
@@ -44,6 +50,13 @@ def calibration_batches(data: str | Path | None, scale: int, n_batches: int, bat
     return batches
 
 
+def check_plugins(config: RunConfig) -> None:
+    """Build the run's criterion and strategy once, so bad names or options (and a strategy's
+    unwritable outputs) fail before any data is read."""
+    make_criterion(config.selection.criterion, config.selection.criterion_options)
+    make_strategy(config.selection.strategy, config.selection.strategy_options)
+
+
 def compress_model(model: SRModel | str, ratio: float | None = None, *,
                    scale: int | None = None, weights: str | None = None,
                    source: str | None = None, progress: ProgressFn | None = None,
@@ -72,6 +85,7 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
         config = RunConfig.build(ratio=ratio, **settings)
     elif ratio is not None or settings:
         raise TypeError("pass either config= or flat settings, not both")
+    check_plugins(config)
     out, force = config.output.path, config.output.force
     if out is not None:
         check_writable(out, force)

@@ -182,3 +182,13 @@ def test_esa_minimum_input_size(name):
         assert net(torch.rand(1, 3, n, n) * 255).shape[-1] == 4 * n
         with pytest.raises(RuntimeError):
             net(torch.rand(1, 3, n - 1, n - 1) * 255)
+
+
+@pytest.mark.parametrize("mobile", [False, True])
+def test_carn_single_scale_conversion_keeps_the_function(mobile):
+    multi = carn.build_carn(3, mobile=mobile).net.eval()
+    single = carn.build_carn(3, multi_scale=False, mobile=mobile).net.eval()
+    single.load_state_dict(carn.single_scale_state_dict(multi.state_dict(), 3), strict=True)
+    x = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        assert torch.allclose(single(x), multi(x))

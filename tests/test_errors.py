@@ -83,3 +83,54 @@ def test_zero_calibration_budget_is_refused_not_replaced(flag, tmp_path):
     code, _, err = run("compress", "drn-t", "--ratio", "0.5", flag, "0",
                        "--out", str(tmp_path / "x.srp"))
     assert code == 2 and f"({flag}) must be an integer >= 1" in one_error_line(err)
+
+
+def test_bench_refuses_an_input_that_cannot_fit_before_any_work():
+    code, _, err = run("bench", "drn-t", "--input-size", "100000", "100000")
+    assert code == 2 and "input size 100000x100000 is too large" in one_error_line(err)
+
+
+def test_eval_on_cuda_without_cuda_is_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    code, _, err = run("eval", "drn-t", "--device", "cuda")
+    assert code == 2 and "this torch has no CUDA device" in one_error_line(err)
+
+
+def test_eval_accepts_builtin_like_compress_eval(monkeypatch):
+    import srprune.quality.evaluate as evaluate
+
+    seen = []
+
+    def fake(model, image_set, **kwargs):
+        seen.append(image_set.description)
+        return {"psnr": 1.0, "ssim": 0.5, "bicubic_psnr": 1.0, "bicubic_ssim": 0.5,
+                "per_image": []}
+
+    monkeypatch.setattr(evaluate, "evaluate_model", fake)
+    assert run("eval", "drn-t", "--data", "builtin", "--json")[0] == 0
+    assert run("eval", "drn-t", "--json")[0] == 0
+    assert seen[0] == seen[1]
+
+
+def test_from_file_reports_widths_from_the_plan_not_a_ratio(tmp_path):
+    plan = tmp_path / "plan.txt"
+    code, out, _ = run("info", "drn-t", "--json", "--input-size", "16", "16")
+    assert code == 0
+    import json
+
+    from srprune.models import build_model
+    from srprune.prune.graph import SRGraph
+
+    model = build_model("drn-t", 4)
+    units = SRGraph(model.net, 4).units()
+    plan.write_text("".join(f"{max(1, u.width // 2)}\n" for u in units))
+    code, out, err = run("compress", "drn-t", "--strategy", "from-file", "--plan", str(plan),
+                         "--out", str(tmp_path / "x.srp"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["ratio_requested"] is None
+    code, out, err = run("compress", "drn-t", "--strategy", "from-file", "--plan", str(plan),
+                         "--out", str(tmp_path / "y.srp"))
+    assert code == 0 and "widths from the plan file" in out and "ratio asked" not in out

@@ -9,6 +9,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from srprune.cli.common import (
+    check_input_size,
     console,
     err_console,
     fmt_count,
@@ -52,7 +53,9 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
     from srprune.measure.bench import add_roofline, benchmark
     from srprune.measure.roofline import available_cpus, measure_roofline
 
-    loaded = [(spec, load_model_arg(spec, scale)) for spec in models]
+    loaded = [(spec, load_model_arg(spec, scale, note_random=False)) for spec in models]
+    for _, model in loaded:
+        check_input_size(input_size, model.scale)
     with ProgressReporter(quiet=as_json) as progress:
         phases = _Phases(progress, len(loaded), runs + warmup, with_torch, roofline)
         records = benchmark(

@@ -79,12 +79,28 @@ def input_size_option(default: tuple[int, int] = (96, 96)) -> Callable:
     return decorate
 
 
+MAX_INPUT_PIXELS = 4096 * 4096  # LR pixels; a 4K x 4K input at x4 already needs many GB
+
+
 def check_input_size(size: tuple[int, int], scale: int, minimum: int = 4) -> tuple[int, int]:
-    """LR sizes must be positive and divisible the way the model downsamples."""
+    """LR sizes must be at least ``minimum`` and at most :data:`MAX_INPUT_PIXELS` in area."""
     h, w = size
     if h < minimum or w < minimum:
         raise SrpruneError(f"input size {h}x{w} is too small (minimum {minimum}x{minimum})")
+    if h * w > MAX_INPUT_PIXELS:
+        raise SrpruneError(f"input size {h}x{w} is too large: at most 4096x4096 LR pixels "
+                           f"(x{scale} output and its feature maps must fit in memory)")
     return h, w
+
+
+def check_device(device: str) -> str:
+    """``cuda`` only where this torch has a CUDA device."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SrpruneError("--device cuda asked, but this torch has no CUDA device "
+                           "(use --device cpu)")
+    return device
 
 
 def json_option(f: Callable) -> Callable:

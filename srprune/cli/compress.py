@@ -69,7 +69,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
             strategy_opt: tuple[str, ...], eval_data: str | None, as_json: bool,
             **settings: Any) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
-    from srprune.api import compress_model  # deferred: keeps `srprune --help` fast
+    from srprune.api import check_plugins, compress_model  # deferred: fast `--help`
 
     if settings["ratio"] is None and settings["strategy"] != "from-file":
         raise SrpruneError("--ratio is required (except with --strategy from-file)")
@@ -85,6 +85,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
     config = RunConfig.build(**settings, evaluate=eval_data,
                              criterion_options=parse_options(criterion_opt, "--criterion-opt"),
                              strategy_options=strategy_options)
+    check_plugins(config)
     check_writable(settings["out"], settings["force"])
     sr = load_model_arg(model, scale, weights)
     with ProgressReporter(quiet=as_json) as progress:
@@ -113,7 +114,9 @@ def _print_report(s: dict[str, Any]) -> None:
     if qb:
         table.add_row("bicubic PSNR", f"{qb['bicubic_psnr']:.4f}", "", "")
     console.print(table)
-    console.print(f"ratio asked {s['ratio_requested']:.3f}, achieved {s['ratio_achieved']:.3f} "
+    asked = (f"ratio asked {s['ratio_requested']:.3f}" if s["ratio_requested"] is not None
+             else "widths from the plan file")
+    console.print(f"{asked}, achieved {s['ratio_achieved']:.3f} "
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "
                   f"time {sum(s['seconds'].values()):.1f} s")

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
-from srprune.cli.common import console, json_option, load_model_arg, print_json, scale_option
+from srprune.cli.common import (
+    check_device,
+    console,
+    json_option,
+    load_model_arg,
+    print_json,
+    scale_option,
+)
 from srprune.cli.progress import ProgressReporter
 
 
@@ -14,7 +23,8 @@ from srprune.cli.progress import ProgressReporter
 @scale_option
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
 @click.option("--data", type=click.Path(), default=None,
-              help="HR folder or EDSR benchmark folder (default: built-in sample photos).")
+              help="HR folder or EDSR benchmark folder; 'builtin' (the default): the built-in "
+                   "evaluation photos.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @json_option
 def command(model: str, scale: int | None, weights: str | None, data: str | None, device: str,
@@ -24,7 +34,10 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
     from srprune.errors import SrpruneError
     from srprune.quality.evaluate import evaluate_model
 
-    if data is not None and not __import__("pathlib").Path(data).is_dir():
+    check_device(device)
+    if data == "builtin":  # the built-in evaluation photos, as with compress --eval builtin
+        data = None
+    if data is not None and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
     sr = load_model_arg(model, scale, weights)
     with ProgressReporter(quiet=as_json) as progress:
@@ -34,7 +47,7 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"{model} x{sr.scale} on {data or 'built-in photos'} "
+    table = Table(title=f"{model} x{sr.scale} on {data or 'built-in evaluation photos'} "
                         f"(Y channel, {sr.scale}-px border crop)")
     for col in ("image", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain dB"):
         table.add_column(col, justify="right")

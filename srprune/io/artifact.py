@@ -59,29 +59,64 @@ def read_artifact(path: str | Path) -> ArtifactData:
         raise SrpruneError(f"{path} is not an srprune artifact (no '{FORMAT}' header); "
                            "use a model name with --weights for plain state_dicts")
     version = data.get("version", 0)
-    if not isinstance(version, int) or version > VERSION:
-        raise SrpruneError(f"{path} was written by a newer srprune (artifact v{version})")
+    if isinstance(version, bool) or not isinstance(version, int) or version > VERSION:
+        raise SrpruneError(f"{path} was written by a newer srprune (artifact v{version!r})")
     checks = {"arch": str, "config": dict, "state_dict": dict}
     for key, kind in checks.items():
         if not isinstance(data.get(key), kind):
             raise SrpruneError(f"{path}: damaged artifact: '{key}' is not a {kind.__name__}")
-    if not all(isinstance(v, torch.Tensor) for v in data["state_dict"].values()):
-        raise SrpruneError(f"{path}: damaged artifact: 'state_dict' holds non-tensors")
+    check_state(data["state_dict"], f"{path}: damaged artifact: 'state_dict'")
+    if not all(isinstance(k, str) for k in data["config"]):
+        raise SrpruneError(f"{path}: damaged artifact: 'config' has a key that is not a name")
     duals = data.get("duals")
-    if duals is not None and not (isinstance(duals, list) and all(
-            isinstance(d, dict) and all(isinstance(v, torch.Tensor) for v in d.values())
-            for d in duals)):
-        raise SrpruneError(f"{path}: damaged artifact: 'duals' is not a list of state_dicts")
+    if duals is not None:
+        if not isinstance(duals, list):
+            raise SrpruneError(f"{path}: damaged artifact: 'duals' is not a list of state_dicts")
+        for i, dual in enumerate(duals):
+            if not isinstance(dual, dict):
+                raise SrpruneError(f"{path}: damaged artifact: 'duals' is not a list of "
+                                   "state_dicts")
+            check_state(dual, f"{path}: damaged artifact: dual net {i}")
     plan, meta = data.get("plan"), data.get("meta") or {}
     if plan is not None and not isinstance(plan, dict):
         raise SrpruneError(f"{path}: damaged artifact: 'plan' is not a dict")
     name = data.get("name", data["arch"])
     scale = data.get("scale", data["config"].get("scale"))
-    if not isinstance(name, str) or not isinstance(scale, int):
+    if not isinstance(name, str) or isinstance(scale, bool) or not isinstance(scale, int) \
+            or scale < 1:
         raise SrpruneError(f"{path}: damaged artifact: bad 'name' or 'scale'")
+    if data["config"].get("scale", scale) != scale:
+        raise SrpruneError(f"{path}: damaged artifact: scale x{scale} but its config says "
+                           f"x{data['config']['scale']!r}")
     return ArtifactData(arch=data["arch"], name=name, scale=scale, config=dict(data["config"]),
                         state_dict=data["state_dict"], duals=duals, plan=plan,
                         meta=meta if isinstance(meta, dict) else {})
+
+
+def check_state(state: dict, where: str) -> None:
+    """Every item of a state_dict is ``name: dense CPU tensor``; else one-line SrpruneError."""
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise SrpruneError(f"{where} has a key that is not a name: {key!r}")
+        if not isinstance(value, torch.Tensor):
+            raise SrpruneError(f"{where} holds non-tensors ({key}: {type(value).__name__})")
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
+            raise SrpruneError(f"{where}: tensor {key} is not a plain dense tensor "
+                               f"({value.layout}, {value.device.type})")
+
+
+def check_fits(own: torch.Tensor, saved: torch.Tensor, key: str, where: str) -> None:
+    """``saved`` can replace the model's ``own`` tensor: same rank, no empty dimension, and
+    real floating point where the model has floating point (shapes may differ: pruning)."""
+    if saved.dim() != own.dim():
+        raise SrpruneError(f"{where}: tensor {key} has shape {tuple(saved.shape)}, the "
+                           f"architecture needs {own.dim()} dimensions")
+    if own.dim() and 0 in saved.shape:
+        raise SrpruneError(f"{where}: tensor {key} has an empty dimension "
+                           f"{tuple(saved.shape)}")
+    if own.is_floating_point() and not saved.is_floating_point():
+        raise SrpruneError(f"{where}: tensor {key} is {saved.dtype}, the architecture needs "
+                           f"floating point ({own.dtype})")
 
 
 def resize_to_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -92,12 +127,14 @@ def resize_to_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | 
     if extra or missing:
         key = (extra or missing)[0]
         raise SrpruneError(f"{path}: artifact does not fit its architecture (key {key})")
+    for key, tensor in own.items():
+        check_fits(tensor, state[key], key, f"{path}")
     for name, module in net.named_modules():
         prefix = f"{name}." if name else ""
         shapes = {p: tuple(state[prefix + p].shape) for p, _ in module.named_parameters(
             recurse=False)}
         shapes.update({b: tuple(state[prefix + b].shape) for b, t in module.named_buffers(
-            recurse=False) if t is not None})
+            recurse=False) if t is not None and prefix + b in state})
         if all(tuple(getattr(module, k).shape) == s for k, s in shapes.items()):
             continue
         _resize_module(module, shapes, f"{path}: layer {name or '<root>'}")

@@ -16,14 +16,18 @@ from srprune.errors import SrpruneError
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with one clear error per failure mode."""
+    """``torch.load(path, weights_only=True)`` with one clear error per failure mode.
+
+    Whatever the file holds (random bytes, a truncated or foreign file, pickled code), the
+    result is the loaded object or a one-line ``SrpruneError`` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise SrpruneError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        match = _GLOBAL.search(str(exc))
         if match:
             raise SrpruneError(
                 f"{path} holds pickled Python code ({match.group(1)}), not just tensors; "
@@ -31,35 +35,64 @@ def read_checkpoint(path: str | Path) -> Any:
             ) from None
         raise SrpruneError(f"{path} is not a readable checkpoint (corrupt or not a "
                            "torch file)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SrpruneError(f"{path} is not a readable checkpoint ({first})") from None
+    except MemoryError:
+        raise SrpruneError(f"{path} is not a readable checkpoint (it asks for more memory "
+                           "than there is)") from None
+    except RecursionError:
+        raise SrpruneError(f"{path} is not a readable checkpoint (nested too deeply)") from None
+    except Exception as exc:  # torch.load of foreign bytes can raise almost anything
+        raise SrpruneError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from None
+
+
+# "Unsupported global: GLOBAL mod.Cls ..." and "unsupported GLOBAL posix.system whose module"
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def check_writable(path: str | Path, force: bool) -> Path:
     """Refuse to overwrite an existing file unless ``force``; the folder must exist."""
     path = Path(path)
+    if path.is_dir():
+        raise SrpruneError(f"{path} is a folder, not a file path")
     if path.exists() and not force:
         raise SrpruneError(f"{path} already exists; pass --force to overwrite it")
     if not path.parent.exists():
         raise SrpruneError(f"folder {path.parent} does not exist")
-    if path.is_dir():
-        raise SrpruneError(f"{path} is a folder, not a file path")
+    if not path.parent.is_dir():
+        raise SrpruneError(f"cannot write {path}: {path.parent} is a file, not a folder")
     return path
 
 
 def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool = False) -> Path:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    Nothing is left behind when writing fails or is interrupted; an ``OSError`` (disk full,
+    no permission) becomes a one-line ``SrpruneError`` naming the file.
+    """
     path = check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SrpruneError(f"cannot write {path}: {_os_reason(exc)}") from None
     os.close(fd)
     try:
         writer(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise SrpruneError(f"cannot write {path}: {_os_reason(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or _first_line(exc)
 
 
 def save_checkpoint(obj: Any, path: str | Path, force: bool = False) -> Path:

@@ -36,7 +36,7 @@ class CompressResult:
     plan: dict[str, Any]
     before: Cost
     after: Cost
-    ratio_requested: float
+    ratio_requested: float | None  # None: the strategy takes widths, not a ratio
     criterion: str
     strategy: str
     scope: str
@@ -157,5 +157,6 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     model.plan = plan
     after = model_cost(model, input_size)
     return CompressResult(model=model, plan=plan, before=before, after=after,
-                          ratio_requested=sel.ratio, criterion=sel.criterion,
+                          ratio_requested=sel.ratio if strat.uses_ratio else None,
+                          criterion=sel.criterion,
                           strategy=sel.strategy, scope=sel.scope, seconds=seconds)

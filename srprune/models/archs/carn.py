@@ -13,7 +13,10 @@ Conventions:
   ``forward(x)`` runs the matching upsampler; the other two stay in the module (unused) so
   official checkpoints load strictly and the parameter count is the published one (CARN
   1,591,963 = 1,592 K, CARN-M 414,811 = 412 K in the paper). ``multi_scale=False`` builds the
-  repository's single-scale variant (one upsampler, key ``upsample.up``; CARN x4: 1,111,899).
+  repository's single-scale variant (one upsampler, key ``upsample.up``; CARN x4: 1,111,899);
+  ``single_scale_state_dict`` converts a multi-scale checkpoint to it. The unused upsamplers
+  of the multi-scale net never run, so a traced pruning graph or an ONNX export does not see
+  them: they stay unpruned and count as parameters of the torch module only.
 - **Mean shifts.** As in the original, ``sub_mean`` / ``add_mean`` are 1x1 ``nn.Conv2d`` layers
   (identity weight, -/+ the DIV2K mean as bias) whose parameters are frozen
   (``requires_grad=False``); they are parameters, so they are counted (24 of the totals above).
@@ -193,6 +196,25 @@ class CARN(nn.Module):
         feat = _cascade(feat, [self.b1, self.b2, self.b3], [self.c1, self.c2, self.c3])
         out = self.exit(self.upsample(feat, self.scale))
         return self.add_mean(out) * 255.0
+
+
+def single_scale_state_dict(state_dict: dict[str, torch.Tensor],
+                            scale: int) -> dict[str, torch.Tensor]:
+    """A multi-scale CARN / CARN-M state_dict reduced to the single-scale layout of ``scale``
+    (``upsample.up{scale}.*`` renamed ``upsample.up.*``, the other upsamplers dropped), for
+    ``build_carn(scale, multi_scale=False)``: a net without unused upsamplers, whose parameter
+    count is what actually runs (CARN x4: 1,111,899)."""
+    if scale not in SCALES:
+        raise ValueError(f"multi-scale CARN checkpoints hold scales 2, 3 and 4, got {scale}")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith("upsample.up") and not key.startswith("upsample.up."):
+            head, _, rest = key[len("upsample.up"):].partition(".")
+            if head == str(scale):
+                out[f"upsample.up.{rest}"] = value
+        else:
+            out[key] = value
+    return out
 
 
 def build_carn(scale: int, multi_scale: bool = True, mobile: bool = False) -> SRModel:
