@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                 patch: int = 32, batch: int = 16, lr: float = 2e-3, seed: int = 1,
                 device: str = "cpu", checkpoint: str | None = None, resume: bool = False,
                 out: str | Path | None = None, force: bool = False,
-                on_step: Any = None, pinned: tuple[str, ...] = ()) -> dict[str, Any]:
+                on_step: Any = None, pinned: tuple[str, ...] = (),
+                on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
 
     Registered names start from random weights unless ``weights`` is given; artifacts (pruned
@@ -195,6 +197,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
     trainer = Trainer(sr, sampler, config)
     if state is not None:
         trainer.resume(checkpoint, state)
+    if on_start is not None:  # every check passed: the training itself starts here
+        on_start(trainer.step)
     log = trainer.run(checkpoint=checkpoint, on_step=on_step)
     summary = {"steps": trainer.step, "seconds": round(trainer.elapsed, 2),
                "final_loss": log.loss[-1] if log.loss else float("nan"),

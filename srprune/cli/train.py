@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from srprune.cli.common import console, err_console, json_option, print_json
+from srprune.cli.common import check_device, console, json_option, print_json
+from srprune.cli.progress import ProgressReporter
 
 #: flags of the run's settings; given explicitly, a resumed checkpoint must match them
 RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
@@ -47,35 +47,27 @@ def command(ctx: click.Context, model: str, data: str, scale: int | None, steps:
     continues exactly where it stopped.
     """
     from srprune.api import train_model
-    from srprune.errors import Interrupted, SrpruneError
+    from srprune.errors import Interrupted
     from srprune.training.trainer import TrainingInterrupted, check_train_settings
 
     check_train_settings(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
                          seed=seed, flags=True)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SrpruneError("--device cuda asked, but no CUDA device is available")
+    check_device(device)
     checkpoint = checkpoint or f"{out}.ckpt"
     pinned = tuple(key for key in RUN_FLAGS if ctx.get_parameter_source(key)
                    not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP))
     try:
-        with Progress(TextColumn("train"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=err_console, disable=as_json,
-                      transient=True) as bar:
-            task = bar.add_task("train", total=steps, loss=float("nan"))
+        with ProgressReporter(quiet=as_json) as report:
 
             def on_step(step: int, losses: dict) -> None:
-                bar.update(task, completed=step, loss=losses["loss"])
+                report("train", step, steps, note=f"loss {losses['loss']:.3f}")
 
             result = train_model(model, data, scale=scale, steps=steps, weights=weights,
                                  dual_weight=dual_weight, patch=patch, batch=batch, lr=lr,
                                  seed=seed, device=device, checkpoint=checkpoint,
                                  resume=resume and Path(checkpoint).exists(), out=out,
-                                 force=force, on_step=on_step, pinned=pinned)
+                                 force=force, on_step=on_step, pinned=pinned,
+                                 on_start=lambda step: report("train", step, steps))
     except TrainingInterrupted as exc:
         if exc.checkpoint is None:
             raise

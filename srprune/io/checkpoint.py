@@ -25,7 +25,11 @@ def read_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         raise SrpruneError(f"checkpoint not found: {path}")
     try:
+        if path.stat().st_size == 0:
+            raise SrpruneError(f"{path} is not a readable checkpoint (the file is empty)")
         return torch.load(path, map_location="cpu", weights_only=True)
+    except SrpruneError:
+        raise
     except pickle.UnpicklingError as exc:
         match = _GLOBAL.search(str(exc))
         if match:
@@ -38,10 +42,12 @@ def read_checkpoint(path: str | Path) -> Any:
     except MemoryError:
         raise SrpruneError(f"{path} is not a readable checkpoint (it asks for more memory "
                            "than there is)") from None
-    except RecursionError:
-        raise SrpruneError(f"{path} is not a readable checkpoint (nested too deeply)") from None
-    except Exception as exc:  # torch.load of foreign bytes can raise almost anything
-        raise SrpruneError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, OSError) as exc:  # the zip reader (truncated file), the disk
+        raise SrpruneError(f"{path} is not a readable checkpoint "
+                           f"({_first_sentence(exc)})") from None
+    except Exception:  # the unpickler on foreign bytes: IndexError, KeyError, EOFError, ...
+        raise SrpruneError(f"{path} is not a readable checkpoint (corrupt or not a "
+                           "torch file)") from None
 
 
 # "Unsupported global: GLOBAL mod.Cls ..." and "unsupported GLOBAL posix.system whose module"
@@ -51,6 +57,15 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _first_sentence(exc: BaseException, limit: int = 120) -> str:
+    """``PytorchStreamReader failed reading zip archive: failed finding central directory``
+    rather than the paragraph after it."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = _first_line(exc).split(". ")[0].rstrip(".")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_writable(path: str | Path, force: bool) -> Path:

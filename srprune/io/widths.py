@@ -17,9 +17,13 @@ def read_text(path: str | Path, what: str) -> str:
     """A file's text; a missing or unreadable file raises ``cannot read {what} {path}: ...``."""
     path = Path(path)
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SrpruneError(f"cannot read {what} {path}: {exc}") from None
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is fine
+    except UnicodeDecodeError as exc:
+        raise SrpruneError(f"cannot read {what} {path}: not a text file (byte "
+                           f"{exc.object[exc.start]:#04x} at offset {exc.start} is not "
+                           "UTF-8)") from None
+    except OSError as exc:
+        raise SrpruneError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def check_width(value: int, limit: int, where: str, bound: str) -> int:

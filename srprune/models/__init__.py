@@ -44,7 +44,8 @@ def load_weights(model: SRModel, path: str | Path) -> SRModel:
     """Load primal (and dual, when present) weights into ``model``; strict key matching.
 
     Accepts a plain primal ``state_dict`` (the authors' release format) or srprune's
-    ``{"net": ..., "duals": [...]}`` weights file.
+    ``{"net": ..., "duals": [...]}`` weights file. Anything wrong with the file is a one-line
+    ``SrpruneError`` naming it, and then nothing is loaded: every net is checked first.
     """
     data = read_checkpoint(path)
     if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict):
@@ -53,17 +54,30 @@ def load_weights(model: SRModel, path: str | Path) -> SRModel:
         net_state, dual_states = data, None
     else:
         raise SrpruneError(f"{path}: not a weights file (expected a state_dict)")
-    _load_state(model.net, net_state, path)
+    pairs = [(model.net, net_state, "")]
     if dual_states is not None and model.duals is not None:
+        if not isinstance(dual_states, list) or not all(isinstance(s, dict)
+                                                        for s in dual_states):
+            raise SrpruneError(f"{path}: not a weights file ('duals' is not a list of "
+                               "state_dicts)")
         if len(dual_states) != len(model.duals):
             raise SrpruneError(f"{path}: has {len(dual_states)} dual nets, model has "
                                f"{len(model.duals)}")
-        for dual, state in zip(model.duals, dual_states):
-            _load_state(dual, state, path)
+        pairs += [(dual, state, f"dual net {i}: ")
+                  for i, (dual, state) in enumerate(zip(model.duals, dual_states))]
+    for module, state, what in pairs:
+        _check_state(module, state, path, what)
+    for module, state, what in pairs:
+        _load_state(module, state, path, what)
     return model
 
 
-def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
+def _check_state(module: torch.nn.Module, state: dict, path: str | Path, what: str = "") -> None:
+    """``state`` loads into ``module``: names and dense tensors, the same keys and shapes,
+    floating point where the module has it; else one ``SrpruneError`` saying what differs."""
+    from srprune.io.artifact import check_fits, check_state
+
+    check_state(state, f"{path}: {what.rstrip(': ') or 'state_dict'}")
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -78,8 +92,18 @@ def _load_state(module: torch.nn.Module, state: dict, path: str | Path) -> None:
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file "
                          f"{tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
-        raise SrpruneError(f"{path}: weights do not match the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+        raise SrpruneError(f"{path}: {what}weights do not match the model: " + "; ".join(parts))
+    for key, tensor in own.items():
+        check_fits(tensor, state[key], key, f"{path}: {what}weights")
+
+
+def _load_state(module: torch.nn.Module, state: dict, path: str | Path, what: str = "") -> None:
+    _check_state(module, state, path, what)
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SrpruneError(f"{path}: {what}weights do not load ({first})") from None
 
 
 def names_a_file(spec: str) -> bool:

@@ -19,8 +19,9 @@ class ModelSpec:
     """A registered model: what ``srprune list models`` shows and how to build it per scale.
 
     ``configs`` maps each supported scale to the builder's keyword arguments;
-    ``builder(scale=s, **configs[s])`` must return an :class:`SRModel`. A model plugin
-    registers one of these (entry-point group ``srprune.models``).
+    ``builder(scale=s, **configs[s])`` must return an :class:`SRModel`. ``small`` overrides
+    give a build with the same structures at a size CI can afford (fewer blocks). A model
+    plugin registers one of these (entry-point group ``srprune.models``).
     """
 
     name: str
@@ -30,6 +31,7 @@ class ModelSpec:
     family: str = ""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    small: dict[str, Any] = field(default_factory=dict)  # overrides for a CI-sized build
 
     @property
     def scales(self) -> list[int]:
@@ -53,6 +55,16 @@ class ModelSpec:
         path = WEIGHTS_DIR / f"{self.name}-x{scale}.pt"
         return path if path.exists() else None
 
+    def small_config(self, scale: int | None) -> dict[str, Any]:
+        """The config at ``scale`` with ``small`` applied (nested dicts merged one level):
+        the same structures at a size tests can afford."""
+        config = self.config_for(scale)
+        for key, value in self.small.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        return config
 
     def build(self, config: dict[str, Any]) -> SRModel:
         """Call the builder with a full config (one-line error for bad configs)."""

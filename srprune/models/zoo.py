@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from srprune.models import spandrel_zoo
+from srprune.models.archs import carn, edsr, espcn, fsrcnn, imdn, msrresnet, pan, rfdn, rlfn
 from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
 from srprune.models.drn import DRN, dual_models, full_widths
 from srprune.models.spec import ModelSpec
@@ -38,7 +40,11 @@ def build_srnet(scale: int, duals: bool = True, **config: Any) -> SRModel:
                    duals=dual_models(scale, 16) if duals and power_of_two else None)
 
 
-ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet}
+ZOO_SPECS = [spec for module in (edsr, msrresnet, carn, imdn, rfdn, rlfn, pan, fsrcnn, espcn)
+             for spec in module.SPECS] + spandrel_zoo.SPECS
+# builder family -> builder: rebuilds artifacts of models made outside the registry
+ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet,
+                 **{spec.family: spec.builder for spec in ZOO_SPECS if spec.builder}}
 
 
 def _register(spec: ModelSpec) -> None:
@@ -67,3 +73,5 @@ for _pct in (30, 50, 70):
          for s, cfg in _DRN_S.items()},
         build_drn, "drn",
     ))
+for _spec in ZOO_SPECS:
+    _register(_spec)

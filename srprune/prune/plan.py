@@ -118,16 +118,18 @@ def _plan_from_json(text: str, path: Path, units: Sequence[Unit]) -> Plan:
     try:
         data = json.loads(text)
         widths = data["units"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise SrpruneError(f"{path}: not a plan (expected JSON with a 'units' object)") from None
+    except (ValueError, KeyError, TypeError, RecursionError):  # ValueError: JSONDecodeError too
+        widths = None
+    if not isinstance(widths, dict):
+        raise SrpruneError(f"{path}: not a plan (expected JSON with a 'units' object)")
     by_name = {u.name: u for u in units}
     unknown = [n for n in widths if n not in by_name]
     if unknown:
         raise SrpruneError(f"{path}: unit '{unknown[0]}' is not a prunable unit of this model")
     plan = {}
     for name, value in widths.items():
-        if not isinstance(value, int):
-            raise SrpruneError(f"{path}: width of {name} is not an integer: {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SrpruneError(f"{path}: width of {name} is not an integer: {value!r:.40}")
         plan[name] = check_width(value, by_name[name].width, f"{path}: unit {name}:",
                                  "the current width")
     return plan
