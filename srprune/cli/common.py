@@ -67,9 +67,28 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+ARCH_OPT_KEY = "srprune.arch_options"
+
+
+def _store_arch_options(ctx: click.Context, param: click.Parameter,
+                        value: tuple[str, ...]) -> None:
+    ctx.meta[ARCH_OPT_KEY] = parse_options(value, "--arch-opt")
+
+
 def scale_option(f: Callable) -> Callable:
+    """``--scale`` and ``--arch-opt KEY=VALUE`` (model builder or import-path options)."""
+    f = click.option("--arch-opt", multiple=True, metavar="KEY=VALUE", expose_value=False,
+                     callback=_store_arch_options,
+                     help="Model option (repeatable): a registered model's builder argument, "
+                          "or an import path's keyword argument.")(f)
     return click.option("--scale", "-s", type=int, default=None,
                         help="Upscaling factor (default: the model's own, usually 4).")(f)
+
+
+def arch_options() -> dict[str, Any]:
+    """The current command's ``--arch-opt`` values (empty outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return dict(ctx.meta.get(ARCH_OPT_KEY, {})) if ctx is not None else {}
 
 
 def input_size_option(default: tuple[int, int] = (96, 96)) -> Callable:
@@ -117,7 +136,8 @@ def load_model_arg(spec: str, scale: int | None, weights: str | None = None,
     """
     from srprune.models import resolve_model
 
-    model = resolve_model(spec, scale, weights=weights, channel_config=channel_config)
+    model = resolve_model(spec, scale, weights=weights, channel_config=channel_config,
+                          arch_options=arch_options())
     if note_random and model.meta.get("weights") == "random":
         click.echo(f"note: {spec} x{model.scale} has no trained weights here; it runs on "
                    "random weights (pass --weights FILE for a trained checkpoint)", err=True)

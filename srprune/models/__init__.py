@@ -8,8 +8,10 @@ from typing import Any
 import torch
 
 from srprune.errors import SrpruneError
+from srprune.io.artifact import FORMAT as ARTIFACT_FORMAT
 from srprune.io.checkpoint import read_checkpoint
 from srprune.models.artifacts import is_artifact_path, load_artifact
+from srprune.models.detect import is_import_path, load_checkpoint_model, load_import_path
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
 from srprune.registry import MODELS
@@ -32,7 +34,10 @@ def build_model(name: str, scale: int | None = None, weights: str | Path | None 
     """
     spec = model_spec(name)
     model = spec.build({**spec.config_for(scale), **overrides})
-    shipped = spec.default_weights(model.scale) if pretrained and weights is None else None
+    # shipped weights fit the published configuration only
+    published = not overrides
+    shipped = (spec.default_weights(model.scale)
+               if pretrained and weights is None and published else None)
     if weights is not None or shipped is not None:
         load_weights(model, weights or shipped)
     model.meta["weights"] = (str(weights) if weights is not None
@@ -113,18 +118,41 @@ def names_a_file(spec: str) -> bool:
 
 
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
-                  channel_config: str | None = None) -> SRModel:
-    """A registered model name or a saved srprune artifact file, as an ``SRModel``."""
-    if names_a_file(spec):
+                  channel_config: str | None = None,
+                  arch_options: dict[str, Any] | None = None) -> SRModel:
+    """What a model argument names, as an ``SRModel`` (see :mod:`srprune.models.detect`):
+    a registered name, an artifact, a checkpoint (architecture detected) or an import path.
+
+    ``arch_options`` (``--arch-opt``) override a registered model's builder arguments or
+    are the keyword arguments of an import path's factory.
+    """
+    options = dict(arch_options or {})
+    if spec not in MODELS.names() and is_import_path(spec):
+        model = load_import_path(spec, scale, options)
+    elif names_a_file(spec):
         if channel_config is not None:
             raise SrpruneError(f"--channels applies to registered DRN models, not to the "
-                               f"artifact {spec} (its widths are stored in it)")
-        model = load_artifact(spec)
+                               f"file {spec} (its widths are stored in it)")
+        if options:
+            raise SrpruneError(f"--arch-opt applies to registered names and import paths, "
+                               f"not to the file {spec}")
+        model = _load_file(spec)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
-        if weights is not None:
-            load_weights(model, weights)
-            model.meta["weights"] = str(weights)
-        return model
-    overrides = {"channel_config": channel_config} if channel_config else {}
-    return build_model(spec, scale, weights=weights, **overrides)
+    else:
+        if channel_config:
+            options["channel_config"] = channel_config
+        return build_model(spec, scale, weights=weights, **options)
+    if weights is not None:
+        load_weights(model, weights)
+        model.meta["weights"] = str(weights)
+    return model
+
+
+def _load_file(path: str) -> SRModel:
+    """An artifact, or a checkpoint whose architecture is detected."""
+    if Path(path).suffix != ".safetensors":
+        data = read_checkpoint(path)
+        if isinstance(data, dict) and data.get("format") == ARTIFACT_FORMAT:
+            return load_artifact(path)
+    return load_checkpoint_model(path)

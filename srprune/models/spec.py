@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,12 @@ class ModelSpec:
         """Call the builder with a full config (one-line error for bad configs)."""
         if self.builder is None:
             raise SrpruneError(f"model '{self.name}' has no builder")
+        params = inspect.signature(self.builder).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(config) - set(params))
+            if unknown:
+                raise SrpruneError(f"model '{self.name}' has no option '{unknown[0]}' "
+                                   f"(--arch-opt); its options: {', '.join(params)}")
         try:
             model = self.builder(**config)
         except (TypeError, ValueError) as exc:

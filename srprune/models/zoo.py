@@ -7,6 +7,7 @@ from typing import Any
 from srprune.models import spandrel_zoo
 from srprune.models.archs import carn, edsr, espcn, fsrcnn, imdn, msrresnet, pan, rfdn, rlfn
 from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
+from srprune.models.detect import build_imported
 from srprune.models.drn import DRN, dual_models, full_widths
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
@@ -43,7 +44,7 @@ def build_srnet(scale: int, duals: bool = True, **config: Any) -> SRModel:
 ZOO_SPECS = [spec for module in (edsr, msrresnet, carn, imdn, rfdn, rlfn, pan, fsrcnn, espcn)
              for spec in module.SPECS] + spandrel_zoo.SPECS
 # builder family -> builder: rebuilds artifacts of models made outside the registry
-ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet,
+ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet, "import": build_imported,
                  **{spec.family: spec.builder for spec in ZOO_SPECS if spec.builder}}
 
 
