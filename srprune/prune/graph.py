@@ -14,7 +14,8 @@ attributes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,8 @@ from srprune.hooks import hooked
 from srprune.prune.contracts import LayerSlice
 
 SCOPES = ("internal", "all")
+# Torch-Pruning op nodes after which a unit's pruning is only trusted once a trial ran
+_RISKY_OPS = {"_ReshapeOp", "_UnbindOp", "_ExpandOp", "_SliceOp", "_SplitOp"}
 _CHANNEL_ATTR = "_srprune_out_channels"
 
 
@@ -130,6 +133,7 @@ class PruningUnit:
     original_width: int
     producers: list[str] = field(default_factory=list)
     consumers: list[str] = field(default_factory=list)
+    blocked: str = ""  # why this unit cannot be pruned safely ("" when it can)
     _graph: SRGraph | None = field(default=None, repr=False, compare=False)
 
     def members(self) -> list[Member]:
@@ -151,7 +155,7 @@ class PruningUnit:
         return {"uid": self.uid, "name": self.name, "kind": self.kind,
                 "group_size": self.group_size, "width": self.width,
                 "original_width": self.original_width, "producers": self.producers,
-                "consumers": self.consumers}
+                "consumers": self.consumers, "blocked": self.blocked}
 
 
 # ----------------------------------------------------------------- the graph
@@ -170,9 +174,12 @@ class SRGraph:
     """Torch-Pruning dependency graph of an SR net with SR-specific rules."""
 
     def __init__(self, net: nn.Module, scale: int, example_size: tuple[int, int] = (16, 16),
-                 protect: Sequence[str] = (), n_colors: int = 3) -> None:
+                 protect: Sequence[str] = (), n_colors: int = 3, screen: bool = True) -> None:
         _install_pixel_shuffle_fix()
         self.net, self.scale, self.n_colors = net, scale, n_colors
+        self._settings = {"example_size": tuple(example_size), "protect": tuple(protect),
+                          "n_colors": n_colors}
+        self._screen_units = screen
         device = next(net.parameters()).device
         self.example = torch.rand(1, n_colors, *example_size, device=device) * 255
         self.names = {m: n for n, m in net.named_modules()}
@@ -205,6 +212,8 @@ class SRGraph:
                 setattr(module, _CHANNEL_ATTR, output.shape[1])
             if output.dim() == 4:
                 self._spatial[module].append((output.shape[2], output.shape[3]))
+            elif output.dim() == 3:  # tokens (batch, tokens, features): a transformer layer
+                self._spatial[module].append((output.shape[1], 1))
             else:
                 self._spatial[module].append((1, 1))
 
@@ -266,35 +275,60 @@ class SRGraph:
         return not node.outputs
 
     def units(self, scope: str = "internal") -> list[PruningUnit]:
-        """Prunable units in network order; ``internal`` keeps trunks and attention fixed."""
+        """Prunable units in network order; ``internal`` keeps trunks and attention fixed.
+
+        Blocked units (see :meth:`blocked_units`) are never returned.
+        """
         if scope not in SCOPES:
             raise SrpruneError(f"unknown scope '{scope}'; use one of {', '.join(SCOPES)}")
-        if self._units is None:
-            self._units = self._discover()
+        units = self.all_units()
         if scope == "all":
-            return [u for u in self._units if u.kind != "attention"]
-        return [u for u in self._units if u.kind == "internal"]
+            return [u for u in units if u.kind != "attention"]
+        return [u for u in units if u.kind == "internal"]
 
     def all_units(self) -> list[PruningUnit]:
-        """Every unit, attention squeezes included (used for exact cost prediction)."""
+        """Every prunable unit, attention squeezes included (used for exact cost prediction)."""
+        return [u for u in self.every_unit() if not u.blocked]
+
+    def blocked_units(self) -> list[PruningUnit]:
+        """Units that cannot be pruned safely, each with its reason in ``blocked``."""
+        return [u for u in self.every_unit() if u.blocked]
+
+    def every_unit(self) -> list[PruningUnit]:
+        """All discovered units, blocked ones included, in network order."""
         if self._units is None:
             self._units = self._discover()
+            if self._screen_units:
+                self._screen(self._units)
         return list(self._units)
 
     def _discover(self) -> list[PruningUnit]:
         units = []
-        for group in self.dg.get_all_groups(ignored_layers=self.protected,
-                                             root_module_types=(nn.Conv2d, nn.Linear)):
-            root = group[0].dep.target.module
-            width, block = self._width_and_block(group)
-            unit = PruningUnit(uid=-1, name=self.names[root], kind="", group_size=block,
-                               width=width, original_width=width, _graph=self)
-            members = self._members_of(group, block)
+        for root, group, failure in self._groups():
+            channels = len(group[0].idxs) if group is not None else _out_channels(root)
+            unit = PruningUnit(uid=-1, name=self.names[root], kind="trunk", group_size=1,
+                               width=channels, original_width=channels,
+                               producers=[self.names[root]], _graph=self)
+            if group is None:
+                unit.blocked = f"the dependency graph cannot map its channels: {failure}"
+                units.append(unit)
+                continue
+            try:
+                width, block = self._width_and_block(group)
+                members = self._members_of(group, block)
+            except SrpruneError as exc:  # a coupling we cannot map channel by channel
+                unit.blocked = str(exc)
+                units.append(unit)
+                continue
+            unit.group_size, unit.width, unit.original_width = block, width, width
             unit.producers = [m.name for m in members if m.dim == "out"
                               and isinstance(m.module, (nn.Conv2d, nn.Linear))]
             unit.consumers = [m.name for m in members if m.dim == "in"
                               and isinstance(m.module, (nn.Conv2d, nn.Linear))]
             unit.kind = self._classify(group, members)
+            reason = self._unsupported(group)
+            if reason:
+                unit.blocked = reason
             units.append(unit)
         rank = {m: i for i, m in enumerate(self._order)}
         modules = dict(self.net.named_modules())
@@ -303,13 +337,92 @@ class SRGraph:
             unit.uid = i
         return units
 
+    def _groups(self) -> Iterator[tuple[nn.Module, tp.Group | None, str]]:
+        """Torch-Pruning's coupled groups, one per root conv/linear not yet covered, as
+        ``DependencyGraph.get_all_groups`` finds them, except that a root whose group
+        Torch-Pruning cannot compute is yielded with the failure instead of ending the scan."""
+        visited: set[nn.Module] = set()
+        ignored = set(self.protected) | set(self.dg.IGNORED_LAYERS_IN_TRACING)
+        for module in list(self.dg.module2node):
+            if module in ignored or module in visited or not isinstance(
+                    module, (nn.Conv2d, nn.Linear)):
+                continue
+            pruner = self.dg.get_pruner_of_module(module)
+            if pruner is None or pruner.get_out_channels(module) is None:
+                continue
+            try:
+                group = self.dg.get_pruning_group(
+                    module, pruner.prune_out_channels,
+                    list(range(pruner.get_out_channels(module))))
+            except Exception as exc:  # Torch-Pruning's index mappings can fail on odd ops
+                visited.add(module)
+                yield module, None, " ".join(str(exc).split())[:120] or type(exc).__name__
+                continue
+            prunable = True
+            for dep, _ in group:
+                if self.dg.is_out_channel_pruning_fn(dep.handler):
+                    visited.add(dep.target.module)
+                    prunable = prunable and dep.target.module not in ignored
+            if prunable:
+                yield module, group, ""
+
+    def _unsupported(self, group: tp.Group) -> str:
+        """Why a group cannot be pruned safely by construction ("" if it can)."""
+        for item in group:
+            module = item.dep.target.module
+            if (isinstance(module, nn.Conv2d) and module.groups > 1
+                    and not module.groups == module.in_channels == module.out_channels):
+                return (f"grouped convolution {self.names[module]} (groups={module.groups}) "
+                        "couples channels per group")
+        return ""
+
+    def _risky(self, unit: PruningUnit) -> bool:
+        """Units whose pruning only a trial can vouch for: reshapes, slices, token layers."""
+        group = self._group(unit, range(unit.width))
+        kinds = {type(item.dep.target.module).__name__ for item in group}
+        return bool(kinds & _RISKY_OPS) or any(
+            isinstance(item.dep.target.module, (nn.Linear, nn.LayerNorm, nn.GroupNorm))
+            for item in group)
+
+    def _screen(self, units: list[PruningUnit]) -> None:
+        """Trial-prune each risky unit by one channel on a copy of the net and run it; a unit
+        whose trial fails (a hard-coded reshape, a shared weight, ...) is blocked with the
+        failure as its reason."""
+        risky = []
+        for unit in units:
+            if unit.blocked or unit.width < 2:
+                continue
+            try:
+                if self._risky(unit):
+                    risky.append(unit.name)
+            except Exception as exc:  # Torch-Pruning cannot even map the unit's channels
+                text = " ".join(str(exc).split())[:120] or type(exc).__name__
+                unit.blocked = f"the dependency graph cannot map its channels: {text}"
+        by_name = {u.name: u for u in units}
+        trial: SRGraph | None = None
+        for name in risky:
+            if trial is None:
+                trial = SRGraph(copy.deepcopy(self.net), self.scale, screen=False,
+                                **self._settings)
+                trial_units = {u.name: u for u in trial.every_unit()}
+            unit = trial_units[name]
+            try:
+                trial.prune(unit, range(unit.width - 1))
+                trial.verify_output()
+            except (SrpruneError, InternalError, RuntimeError, ValueError) as exc:
+                text = " ".join(str(exc).split())[:160]
+                by_name[name].blocked = f"pruning breaks the model: {text}"
+                trial = None  # the copy may be half-pruned: start again from the original
+
     def _width_and_block(self, group: tp.Group) -> tuple[int, int]:
         root_len = len(group[0].idxs)
         width = min(len(item.idxs) for item in group
                     if isinstance(item.dep.target.module, nn.Module))
-        if width == 0 or root_len % width:
+        shuffled = any(isinstance(item.dep.target.module, nn.PixelShuffle) for item in group)
+        if width == 0 or root_len % width or (width != root_len and not shuffled):
             raise SrpruneError(f"unsupported channel coupling at layer "
-                               f"{self.names.get(group[0].dep.target.module)}")
+                               f"{self.names.get(group[0].dep.target.module)}: {root_len} "
+                               f"channels meet a {width}-channel part (a split or slice)")
         return width, root_len // width
 
     def _classify(self, group: tp.Group, members: list[Member]) -> str:
@@ -384,6 +497,10 @@ class SRGraph:
                 self._probe()
         except SrpruneError as exc:  # it ran before pruning: this is our bug
             raise InternalError(f"the pruned model no longer runs: {exc}") from None
+
+
+def _out_channels(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
 
 
 def check_consistency(net: nn.Module) -> None:
