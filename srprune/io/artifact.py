@@ -60,7 +60,8 @@ def read_artifact(path: str | Path) -> ArtifactData:
                            "use a model name with --weights for plain state_dicts")
     version = data.get("version", 0)
     if isinstance(version, bool) or not isinstance(version, int) or version > VERSION:
-        raise SrpruneError(f"{path} was written by a newer srprune (artifact v{version!r})")
+        raise SrpruneError(f"{path} was written by a newer srprune (artifact "
+                           f"v{brief(version)})")
     checks = {"arch": str, "config": dict, "state_dict": dict}
     for key, kind in checks.items():
         if not isinstance(data.get(key), kind):
@@ -87,17 +88,23 @@ def read_artifact(path: str | Path) -> ArtifactData:
         raise SrpruneError(f"{path}: damaged artifact: bad 'name' or 'scale'")
     if data["config"].get("scale", scale) != scale:
         raise SrpruneError(f"{path}: damaged artifact: scale x{scale} but its config says "
-                           f"x{data['config']['scale']!r}")
+                           f"x{brief(data['config']['scale'])}")
     return ArtifactData(arch=data["arch"], name=name, scale=scale, config=dict(data["config"]),
                         state_dict=data["state_dict"], duals=duals, plan=plan,
                         meta=meta if isinstance(meta, dict) else {})
+
+
+def brief(value: object, limit: int = 40) -> str:
+    """A value in a one-line message: its repr on one line, cut short."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_state(state: dict, where: str) -> None:
     """Every item of a state_dict is ``name: dense CPU tensor``; else one-line SrpruneError."""
     for key, value in state.items():
         if not isinstance(key, str):
-            raise SrpruneError(f"{where} has a key that is not a name: {key!r}")
+            raise SrpruneError(f"{where} has a key that is not a name: {brief(key)}")
         if not isinstance(value, torch.Tensor):
             raise SrpruneError(f"{where} holds non-tensors ({key}: {type(value).__name__})")
         if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
@@ -141,6 +148,8 @@ def resize_to_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | 
 
 
 def _resize_module(module: nn.Module, shapes: dict[str, tuple[int, ...]], where: str) -> None:
+    first = getattr(module, next(iter(shapes)))
+    old_width = int(first.shape[0]) if first.dim() else -1
     for key, shape in shapes.items():
         old = getattr(module, key)
         new = torch.empty(shape, dtype=old.dtype)
@@ -151,17 +160,27 @@ def _resize_module(module: nn.Module, shapes: dict[str, tuple[int, ...]], where:
     if isinstance(module, nn.modules.conv._ConvNd):
         w = module.weight.shape
         transposed = module.transposed
+        if 1 < module.groups == module.in_channels == module.out_channels and not transposed:
+            module.groups = w[0]  # depthwise: one group per channel, pruned with them
         module.out_channels = w[1] * module.groups if transposed else w[0]
         module.in_channels = w[0] if transposed else w[1] * module.groups
     elif isinstance(module, nn.Linear):
         module.out_features, module.in_features = module.weight.shape
     elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
         n = next(iter(shapes.values()))[0]
-        if hasattr(module, "num_features"):
+        if isinstance(module, nn.LayerNorm):
+            module.normalized_shape = (n,)
+        elif hasattr(module, "num_features"):
             module.num_features = n
         elif hasattr(module, "num_channels"):
             module.num_channels = n
     elif isinstance(module, nn.PReLU):
         module.num_parameters = module.weight.shape[0]
+    elif all(len(shape) == 1 for shape in shapes.values()):
+        # a per-channel layer of another library (e.g. a channels-first LayerNorm): its
+        # tensors are resized above; an int attribute holding the old width follows them
+        for key, value in vars(module).items():
+            if not key.startswith("_") and isinstance(value, int) and value == old_width:
+                setattr(module, key, next(iter(shapes.values()))[0])
     else:
         raise SrpruneError(f"{where}: cannot resize a {type(module).__name__}")

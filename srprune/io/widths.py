@@ -51,7 +51,8 @@ def parse_width_lines(text: str, source: str, limits: Sequence[int], *, what: st
         try:
             value = int(line)
         except ValueError:
-            raise SrpruneError(f"{source}: line {number} is not an integer: {line!r}") from None
+            shown = line if len(line) <= 40 else line[:37] + "..."
+            raise SrpruneError(f"{source}: line {number} is not an integer: {shown!r}") from None
         values.append(check_width(value, limit, f"{source}: line {number}", bound))
     return values
 

@@ -53,6 +53,7 @@ class ExportResult:
     exporter: str
     seconds: float
     size_bytes: int
+    dynamic: bool = True  # height and width stay symbolic (False: fixed to the traced size)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -129,7 +130,9 @@ def export_onnx(model: SRModel, path: str | Path, input_size: tuple[int, int] = 
                 name: str | None = None) -> ExportResult:
     """Export ``model``'s final image output to ``path`` (atomic; no overwrite unless ``force``).
 
-    ``input_size`` is the example LR size traced; the graph accepts any batch and size.
+    ``input_size`` is the example LR size traced; the graph accepts any batch and size
+    unless the model forces the exporter to fix them (``ExportResult.dynamic`` says which:
+    e.g. SAFMN's adaptive pooling to a size computed from the input).
     ``exporter`` is ``"legacy"``, ``"dynamo"`` or ``"auto"`` (legacy, then dynamo).
     """
     if exporter not in EXPORTERS:
@@ -154,7 +157,8 @@ def export_onnx(model: SRModel, path: str | Path, input_size: tuple[int, int] = 
                 errors.append(f"{kind} exporter: {first_line(exc)}")
                 continue
             seconds = time.perf_counter() - start
-            return ExportResult(out, onnx_opset(out), kind, seconds, out.stat().st_size)
+            return ExportResult(out, onnx_opset(out), kind, seconds, out.stat().st_size,
+                                dynamic=spatial_axes_dynamic(out))
     finally:
         model.net.train(was_training)
     raise SrpruneError(f"ONNX export of '{name}' failed: " + "; ".join(errors))
@@ -180,6 +184,13 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, kind: st
                 external_data=False, verbose=False,
             )
     _check_self_contained(path)
+
+
+def spatial_axes_dynamic(path: str | Path) -> bool:
+    """True when the ONNX input's height and width are symbolic, not fixed numbers."""
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return len(dims) == 4 and all(not d.HasField("dim_value") for d in dims[2:])
 
 
 def _check_self_contained(path: Path) -> None:

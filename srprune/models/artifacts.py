@@ -8,7 +8,6 @@ through their built-in builder family (``drn``, ``srnet``).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from srprune.errors import SrpruneError
 from srprune.io.artifact import (
     ArtifactData,
+    brief,
     is_artifact_path,
     read_artifact,
     resize_to_state,
@@ -46,7 +46,7 @@ def save_artifact(model: SRModel, path: str | Path, meta: dict[str, Any] | None 
 # An unpruned architecture bigger than this (and than 1000 times the tensors saved) is a
 # damaged or hostile config, not a model: it is refused before anything is allocated.
 MAX_PARAMS = 2**28  # 1 GiB of float32
-PROBE_SIZE = (16, 16)  # LR input of the shape check (meta device: no arithmetic, no memory)
+PROBE_SIZE = (16, 16)  # LR input of the check that the loaded layers still fit together
 
 
 def load_artifact(path: str | Path) -> SRModel:
@@ -57,8 +57,8 @@ def load_artifact(path: str | Path) -> SRModel:
     is a one-line ``SrpruneError`` naming the file.
     """
     data = read_artifact(path)
-    model, reference = _rebuild(data, path)
-    expected = _reference_shapes(reference)
+    model = _rebuild(data, path).eval()
+    expected = _reference_shapes(model)
     try:
         resize_to_state(model.net, data.state_dict, path)
         model.net.load_state_dict(data.state_dict, strict=True)
@@ -74,7 +74,7 @@ def load_artifact(path: str | Path) -> SRModel:
     except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError,
             ZeroDivisionError) as exc:
         raise SrpruneError(f"{path}: its tensors do not fit the architecture "
-                           f"({_first_line(exc)})") from None
+                           f"({_first_line(exc)[:160]})") from None
     if expected is not None:
         _check_shapes(model, expected, path)
     model.plan = data.plan
@@ -93,35 +93,30 @@ def _spec(data: ArtifactData, path: str | Path) -> ModelSpec:
                        "is not registered here; install the plugin that provides it")
 
 
-def _build(spec: ModelSpec, config: dict[str, Any], path: str | Path) -> SRModel:
-    try:
-        return spec.build(dict(config))
-    except SrpruneError as exc:
-        raise SrpruneError(f"{path}: damaged artifact: {exc}") from None
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError,
-            OverflowError, ZeroDivisionError, AssertionError, MemoryError) as exc:
-        raise SrpruneError(f"{path}: damaged artifact: its config {config} does not build "
-                           f"'{spec.name}' ({_first_line(exc)})") from None
-
-
-def _rebuild(data: ArtifactData, path: str | Path) -> tuple[SRModel, SRModel | None]:
-    """The unpruned architecture, and a copy of it on the meta device (None when the
-    builder cannot build there) that sizes it before it is built for real."""
+def _rebuild(data: ArtifactData, path: str | Path) -> SRModel:
+    """The unpruned architecture, sized first on the meta device (no memory) when the
+    builder can build there, so that a config asking for a giant network is refused."""
     spec = _spec(data, path)
     try:
         with torch.device("meta"):
-            reference: SRModel | None = spec.build(dict(data.config))
+            sizing: SRModel | None = spec.build(dict(data.config))
     except Exception:  # not every builder runs on meta; a bad config fails the real build too
-        reference = None
-    if reference is not None:
-        n_params = _n_params(reference)
+        sizing = None
+    if sizing is not None:
+        n_params = _n_params(sizing)
         saved = sum(t.numel() for t in data.state_dict.values())
         if n_params > max(MAX_PARAMS, 1000 * saved):
-            raise SrpruneError(f"{path}: damaged artifact: its config {data.config} describes "
-                               f"a network of {n_params:,} parameters for {saved:,} saved "
-                               "values; refusing to build it")
-        reference.eval()
-    return _build(spec, data.config, path), reference
+            raise SrpruneError(f"{path}: damaged artifact: its config {brief(data.config, 120)} "
+                               f"describes a network of {n_params:,} parameters for {saved:,} "
+                               "saved values; refusing to build it")
+    try:
+        return spec.build(dict(data.config))
+    except SrpruneError as exc:
+        raise SrpruneError(f"{path}: damaged artifact: {_first_line(exc)[:300]}") from None
+    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            OverflowError, ZeroDivisionError, AssertionError, MemoryError) as exc:
+        raise SrpruneError(f"{path}: damaged artifact: its config {brief(data.config, 120)} "
+                           f"does not build '{spec.name}' ({_first_line(exc)[:160]})") from None
 
 
 def _n_params(model: SRModel) -> int:
@@ -132,23 +127,14 @@ def _n_params(model: SRModel) -> int:
 Shapes = tuple[list[tuple[int, ...]], list[tuple[int, ...]]]
 
 
-def _output_shapes(model: SRModel, last: list[str] | None = None) -> Shapes:
-    """Output shapes of the primal net and of each dual net on a ``PROBE_SIZE`` input, run on
-    the meta device (``model`` is there already, or a copy is moved there); whatever the
-    forward pass raises is passed on, ``last`` then ends with the layer that raised it."""
-    net, duals = model.net, model.duals
-    if next(net.parameters(), torch.empty(0, device="meta")).device.type != "meta":
-        net = copy.deepcopy(net).to("meta")
-        duals = copy.deepcopy(duals).to("meta") if duals is not None else None
-    if last is not None:
-        _track_layers(net, "", last)
-        if duals is not None:
-            _track_layers(duals, "dual net ", last)
+def _output_shapes(model: SRModel) -> Shapes:
+    """Output shapes of the primal net and of each dual net (fed as the DR loss feeds them)
+    on a small ``PROBE_SIZE`` input; whatever the forward pass raises is passed on."""
     with torch.no_grad():
-        out = net(torch.zeros(1, 3, *PROBE_SIZE, device="meta"))
-        outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+        outputs = model.outputs(torch.zeros(1, 3, *PROBE_SIZE))
         dual_shapes = []
-        if duals is not None and len(outputs) == len(duals) + 1:  # as the DR loss uses them
+        duals = model.duals
+        if duals is not None and len(outputs) == len(duals) + 1:
             dual_shapes = [tuple(d(outputs[k + 1]).shape) for k, d in enumerate(duals)]
         elif duals is not None:
             x = outputs[-1]
@@ -158,22 +144,12 @@ def _output_shapes(model: SRModel, last: list[str] | None = None) -> Shapes:
     return [tuple(o.shape) for o in outputs], dual_shapes
 
 
-def _track_layers(net: torch.nn.Module, prefix: str, last: list[str]) -> None:
-    """Append each leaf layer's name to ``last`` as it starts (on a throwaway meta copy)."""
-    for name, module in net.named_modules():
-        if name and next(module.children(), None) is None:
-            module.register_forward_pre_hook(
-                lambda _m, _i, label=prefix + name: last.append(label))
-
-
-def _reference_shapes(reference: SRModel | None) -> Shapes | None:
-    """The unpruned architecture's output shapes; None when it cannot be probed (then the
-    loaded model is not checked either)."""
-    if reference is None:
-        return None
+def _reference_shapes(model: SRModel) -> Shapes | None:
+    """The unpruned architecture's output shapes; None when it does not run on a
+    ``PROBE_SIZE`` input (then the loaded model is not checked either)."""
     try:
-        return _output_shapes(reference)
-    except Exception:  # a builder whose forward pass does not run on meta
+        return _output_shapes(model)
+    except Exception:  # a model that needs larger inputs, or cannot run here
         return None
 
 
@@ -181,17 +157,25 @@ def _check_shapes(model: SRModel, expected: Shapes, path: str | Path) -> None:
     """The loaded layers still fit each other: the model produces the outputs of its
     unpruned architecture (pruning changes widths inside, never what comes out)."""
     last: list[str] = []
+    nets = [("", model.net)] + ([("dual net ", model.duals)] if model.duals is not None else [])
+    hooks = [module.register_forward_pre_hook(
+                 lambda _m, _i, label=prefix + name: last.append(label))
+             for prefix, net in nets for name, module in net.named_modules()
+             if name and next(module.children(), None) is None]
     try:
-        got = _output_shapes(model, last)
+        got = _output_shapes(model)
     except Exception as exc:  # the layers no longer chain: a shape error of some kind
         layer = f" at layer {last[-1]}" if last else ""
         raise SrpruneError(f"{path}: damaged artifact: its layers do not fit together{layer} "
                            f"({_first_line(exc)[:160]})") from None
+    finally:
+        for hook in hooks:
+            hook.remove()
     if got != expected:
         raise SrpruneError(f"{path}: damaged artifact: it produces outputs {got[0]} (dual "
                            f"nets {got[1]}), its architecture {expected[0]} ({expected[1]})")
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

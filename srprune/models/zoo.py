@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from srprune.models import spandrel_zoo
@@ -41,14 +42,32 @@ def build_srnet(scale: int, duals: bool = True, **config: Any) -> SRModel:
                    duals=dual_models(scale, 16) if duals and power_of_two else None)
 
 
-ZOO_SPECS = [spec for module in (edsr, msrresnet, carn, imdn, rfdn, rlfn, pan, fsrcnn, espcn)
-             for spec in module.SPECS] + spandrel_zoo.SPECS
+# CI-sized builds with the same structures (ModelSpec.small): fewer blocks or groups
+SMALL: dict[str, dict[str, Any]] = {
+    "edsr": {"n_resblocks": 2}, "edsr-baseline": {"n_resblocks": 2},
+    "msrresnet": {"num_block": 2},
+    "rcan": {"hyperparameters": {"n_resgroups": 2, "n_resblocks": 2}},
+    "esrgan": {"hyperparameters": {"num_blocks": 2}},
+    "plksr": {"hyperparameters": {"n_blocks": 4}},
+    "omnisr": {"hyperparameters": {"res_num": 1}},
+    "swinir-light": {"hyperparameters": {"depths": [6, 6], "num_heads": [6, 6]}},
+    "safmn": {"hyperparameters": {"n_blocks": 2}},
+    "span": {"hyperparameters": {"feature_channels": 16}},
+    "pan": {"nb": 4},
+}
+DRN_SMALL = {"n_blocks": 2, "channel_config": None}
+ZOO_SPECS = [replace(spec, small=SMALL.get(spec.name, {}))
+             for module in (edsr, msrresnet, carn, imdn, rfdn, rlfn, pan, fsrcnn, espcn)
+             for spec in module.SPECS] + [replace(spec, small=SMALL.get(spec.name, {}))
+                                          for spec in spandrel_zoo.SPECS]
 # builder family -> builder: rebuilds artifacts of models made outside the registry
 ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet, "import": build_imported,
                  **{spec.family: spec.builder for spec in ZOO_SPECS if spec.builder}}
 
 
 def _register(spec: ModelSpec) -> None:
+    if spec.family == "drn" and not spec.small:
+        spec = replace(spec, small=dict(DRN_SMALL))
     MODELS.add(spec.name, spec, f"{__name__} (built-in)")
 
 
