@@ -322,9 +322,14 @@ def test_grouped_consumers_are_refused():
 
     model = SRModel(net=net, scale=2, arch="test")
     ctx = context(model, make_batches(n=1))
-    unit = next(u for u in ctx.graph.units("all") if "2" in u.consumers)
+    # the graph refuses the unit feeding a grouped conv, so no criterion ever sees it ...
+    assert not any("2" in u.consumers for u in ctx.graph.units("all"))
+    blocked = next(u for u in ctx.graph.blocked_units() if u.name == "0")
+    assert "grouped convolution 2 (groups=2)" in blocked.blocked
+    # ... and the reconstruction criteria refuse grouped consumers themselves too
+    blocked.blocked, blocked.consumers = "", ["2"]
     with pytest.raises(SrpruneError, match="groups=2"):
-        ChannelPruning().select(unit, 4, ctx)
+        ChannelPruning().select(blocked, 4, ctx)
 
 
 def test_drn_pixel_shuffle_unit():

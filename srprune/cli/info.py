@@ -24,10 +24,13 @@ from srprune.cli.common import (
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
 @click.option("--channels", "channel_config", type=click.Path(), default=None,
               help="Channel-config file (the authors' text format) for DRN models.")
+@click.option("--units", "show_units", is_flag=True,
+              help="List every pruning unit: width, kind, layers, and why a blocked one is.")
 @json_option
 def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights: str | None,
-             channel_config: str | None, as_json: bool) -> None:
-    """Parameters, MACs (two conventions) and output shapes of MODEL (name or artifact)."""
+             channel_config: str | None, show_units: bool, as_json: bool) -> None:
+    """Parameters, MACs (two conventions) and output shapes of MODEL (name, file or
+    package.module:Class)."""
     from srprune.measure.cost import model_cost
 
     sr = load_model_arg(model, scale, weights, channel_config)
@@ -37,6 +40,12 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
             "dual_params": (sum(p.numel() for p in sr.duals.parameters())
                             if sr.duals is not None else 0),
             "weights": sr.meta.get("weights", "artifact")}
+    if sr.meta.get("detected"):
+        data["detected"] = sr.meta["detected"]
+    if show_units:
+        from srprune.prune.graph import SRGraph
+
+        data["units"] = [u.as_dict() for u in SRGraph(sr.net, sr.scale).every_unit()]
     if as_json:
         print_json(data)
         return
@@ -49,6 +58,25 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     table.add_row("weights", "random (none trained here)" if weights == "random" else weights)
     table.add_row("MACs (conv+linear)", f"{cost.macs:,} ({fmt_count(cost.macs)})")
     table.add_row("paper MACs (+bias adds)", f"{cost.paper_macs:,} ({fmt_count(cost.paper_macs)})")
+    if "detected" in data:
+        table.add_row("architecture", data["detected"])
     for i, shape in enumerate(cost.outputs):
         table.add_row(f"output {i}", "x".join(map(str, shape)))
     console.print(table)
+    if show_units:
+        _print_units(data["units"])
+
+
+def _print_units(units: list[dict]) -> None:
+    table = Table(title="pruning units (network order)")
+    for col in ("#", "unit", "kind", "width", "layers", "status"):
+        table.add_column(col, overflow="fold")
+    for u in units:
+        layers = ", ".join(u["producers"]) + (" -> " + ", ".join(u["consumers"])
+                                              if u["consumers"] else "")
+        width = str(u["width"]) + (f" (x{u['group_size']})" if u["group_size"] > 1 else "")
+        table.add_row(str(u["uid"]), u["name"], u["kind"], width, layers,
+                      f"blocked: {u['blocked']}" if u["blocked"] else "prunable")
+    console.print(table)
+    blocked = sum(1 for u in units if u["blocked"])
+    console.print(f"{len(units)} units, {blocked} blocked")

@@ -398,21 +398,24 @@ class SRGraph:
             except Exception as exc:  # Torch-Pruning cannot even map the unit's channels
                 text = " ".join(str(exc).split())[:120] or type(exc).__name__
                 unit.blocked = f"the dependency graph cannot map its channels: {text}"
+        if not risky:
+            return
         by_name = {u.name: u for u in units}
-        trial: SRGraph | None = None
+        trial = SRGraph(copy.deepcopy(self.net), self.scale, screen=False, **self._settings)
+        trial_units = {u.name: u for u in trial.every_unit()}
         for name in risky:
-            if trial is None:
-                trial = SRGraph(copy.deepcopy(self.net), self.scale, screen=False,
-                                **self._settings)
-                trial_units = {u.name: u for u in trial.every_unit()}
             unit = trial_units[name]
+            touched = {item.dep.target.module for item in trial._group(unit, range(unit.width))
+                       if isinstance(item.dep.target.module, nn.Module)}
+            saved = {m: _snapshot(m) for m in touched}
             try:
                 trial.prune(unit, range(unit.width - 1))
                 trial.verify_output()
             except (SrpruneError, InternalError, RuntimeError, ValueError) as exc:
                 text = " ".join(str(exc).split())[:160]
                 by_name[name].blocked = f"pruning breaks the model: {text}"
-                trial = None  # the copy may be half-pruned: start again from the original
+                for module, state in saved.items():  # undo the trial on the copy
+                    module.__dict__.update(state)
 
     def _width_and_block(self, group: tp.Group) -> tuple[int, int]:
         root_len = len(group[0].idxs)
@@ -497,6 +500,11 @@ class SRGraph:
                 self._probe()
         except SrpruneError as exc:  # it ran before pruning: this is our bug
             raise InternalError(f"the pruned model no longer runs: {exc}") from None
+
+
+def _snapshot(module: nn.Module) -> dict:
+    """A module's own state (tensors and attributes, not its children) to undo a trial."""
+    return {k: copy.deepcopy(v) for k, v in module.__dict__.items() if k != "_modules"}
 
 
 def _out_channels(module: nn.Module) -> int:
