@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml tests/plugin_pkg/p
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	# spandrel without its torchvision pin, which would replace the CPU torch (README "zoo")
+	$(PY) -m pip install -q --no-deps "spandrel>=0.4.2,<0.5"
+	$(PY) -m pip install -q safetensors einops typing_extensions
 	$(PY) -m pip install -q -e plugins/srprune-hrank
 	$(PY) -m pip install -q -e tests/plugin_pkg  # test-only plugin (tests/test_contracts.py)
 	touch $(STAMP)

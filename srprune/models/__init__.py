@@ -136,7 +136,7 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
         if options:
             raise SrpruneError(f"--arch-opt applies to registered names and import paths, "
                                f"not to the file {spec}")
-        model = _load_file(spec)
+        model = _load_file(spec, scale)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
     else:
@@ -149,10 +149,10 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
     return model
 
 
-def _load_file(path: str) -> SRModel:
+def _load_file(path: str, scale: int | None) -> SRModel:
     """An artifact, or a checkpoint whose architecture is detected."""
     if Path(path).suffix != ".safetensors":
         data = read_checkpoint(path)
         if isinstance(data, dict) and data.get("format") == ARTIFACT_FORMAT:
             return load_artifact(path)
-    return load_checkpoint_model(path)
+    return load_checkpoint_model(path, scale)

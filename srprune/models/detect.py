@@ -34,7 +34,7 @@ from srprune.registry import MODELS
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "netG", "generator")
-PREFIXES = ("module.", "netG.", "model.")
+PREFIXES = ("module.", "netG.")  # not "model.": old ESRGAN keys start with it
 PLAIN = (str, int, float, bool, type(None))
 
 
@@ -90,29 +90,44 @@ def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
-def match_registered(state: dict[str, torch.Tensor]) -> tuple[ModelSpec, int] | None:
-    """The first registered model (name order) and scale whose state dict has exactly these
-    keys and shapes. Candidates are built on the meta device (no memory, no arithmetic)."""
+def match_registered(state: dict[str, torch.Tensor],
+                     scale: int | None = None) -> tuple[ModelSpec, int] | None:
+    """The first registered model (name order) whose state dict has exactly these keys and
+    shapes, and its scale. Candidates are built on the meta device (no memory, no
+    arithmetic). Weights that fit several scales alike (a multi-scale CARN, FSRCNN's
+    stride-only upsampler) need ``scale``."""
     want = _shapes(state)
     for name in MODELS.names():
         spec = MODELS.get(name)
         if not isinstance(spec, ModelSpec) or spec.family == "spandrel":
             continue
-        for scale in spec.scales:
+        fits = []
+        for candidate in spec.scales:
             try:
                 with torch.device("meta"):
-                    model = spec.build(spec.config_for(scale))
+                    model = spec.build(spec.config_for(candidate))
             except Exception:  # a builder that cannot run on meta: skip it
                 continue
             if _shapes(model.net.state_dict()) == want:
-                return spec, scale
+                fits.append(candidate)
+        if not fits:
+            continue
+        if scale is not None:
+            if scale not in fits:
+                raise SrpruneError(f"the weights are {name} at x{', x'.join(map(str, fits))}, "
+                                   f"but --scale {scale} was given")
+            return spec, scale
+        if len(fits) > 1:
+            raise SrpruneError(f"the weights fit {name} at x{', x'.join(map(str, fits))} "
+                               "alike: pass --scale")
+        return spec, fits[0]
     return None
 
 
-def load_checkpoint_model(path: str | Path) -> SRModel:
+def load_checkpoint_model(path: str | Path, scale: int | None = None) -> SRModel:
     """An ``SRModel`` with the checkpoint's weights, architecture detected (see module doc)."""
     state = read_state_dict(path)
-    found = match_registered(state)
+    found = match_registered(state, scale)
     if found is not None:
         spec, scale = found
         model = spec.build(spec.config_for(scale))
