@@ -202,3 +202,24 @@ def test_registered_names_take_builder_options():
     assert model.n_params < build_model("edsr-baseline", 2, pretrained=False).n_params
     with pytest.raises(SrpruneError, match="has no option 'blocks'"):
         resolve_model("edsr-baseline", 2, arch_options={"blocks": 2})
+
+
+@pytest.mark.parametrize(("name", "scale"), [("edsr-baseline", 2), ("compact", 3),
+                                             ("pan", 4), ("rcan", 8)])
+def test_the_papers_method_runs_on_zoo_models_without_dual_nets(name, scale):
+    from srprune import compress
+    from srprune.models import model_spec
+
+    spec = model_spec(name)
+    model = spec.build(spec.small_config(scale))
+    assert model.duals is None
+    result = compress(model, 0.3, criterion="dr", strategy="dr-search", scope="all",
+                      data="builtin", preset="fast", calib_batches=2, calib_batch=2,
+                      calib_patch=16, finetune_steps=2, finetune_batch=2, finetune_patch=16)
+    assert abs(result.ratio_achieved - 0.3) < 0.05
+    assert model.duals is not None  # fitted for the DR loss: one per x2 step, or one x3 step
+    assert len(model.duals) == {2: 1, 3: 1, 4: 2, 8: 3}[scale]
+    assert result.finetune["steps"] == 2 and torch.isfinite(
+        torch.tensor(result.finetune["final_loss"]))
+    x = torch.rand(1, 3, 16, 16) * 255
+    assert model(x).shape == (1, 3, 16 * scale, 16 * scale)

@@ -16,7 +16,7 @@ import torch
 from srprune.criteria.base import register_criterion
 from srprune.criteria.greedy import GreedyGradientSelection
 from srprune.prune.contracts import Context
-from srprune.training.loss import DUAL_FEATS, dr_loss_from_outputs, fit_duals
+from srprune.training.loss import DUAL_FEATS, dr_loss_from_outputs, dual_nets, fit_duals
 
 
 @register_criterion("dr")
@@ -47,9 +47,7 @@ class DualRegression(GreedyGradientSelection):
         """Build and fit dual nets when the model has none; freeze them in eval mode."""
         model = ctx.model
         if model.duals is None:
-            from srprune.models.drn import dual_models
-
-            model.duals = dual_models(model.scale, DUAL_FEATS).to(ctx.device)
+            model.duals = dual_nets(model.scale, DUAL_FEATS).to(ctx.device)
             fit_duals(model, ctx.batches, steps=self.fit_duals, device=ctx.device)
         model.duals.eval()
 

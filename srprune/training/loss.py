@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.models.drn import dual_models
@@ -18,10 +19,35 @@ from srprune.models.srmodel import SRModel
 DUAL_FEATS = 16  # width of dual nets built for models that bring none
 
 
+class StridedDual(nn.Module):
+    """The dual net of a scale that is not a power of two (x3): SR -> LR in one step.
+
+    Conv, LeakyReLU, then a conv with stride ``scale`` (kernel ``scale``): the one-level
+    counterpart of DRN's stride-2 ``DownBlock``, since the LR pyramid of x3 has one level.
+    """
+
+    def __init__(self, scale: int, n_feats: int = DUAL_FEATS) -> None:
+        super().__init__()
+        self.dual_module = nn.Sequential(
+            nn.Sequential(nn.Conv2d(3, n_feats, 3, padding=1, bias=False),
+                          nn.LeakyReLU(0.2, inplace=True)),
+            nn.Conv2d(n_feats, 3, scale, stride=scale, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dual_module(x)
+
+
+def dual_nets(scale: int, n_feats: int = DUAL_FEATS) -> nn.ModuleList:
+    """Dual nets for any scale: one stride-2 step per x2 (DRN's), or one strided step."""
+    if scale >= 2 and scale & (scale - 1) == 0:
+        return dual_models(scale, n_feats)
+    return nn.ModuleList([StridedDual(scale, n_feats)])
+
+
 def ensure_duals(model: SRModel) -> SRModel:
     """Give a model the dual nets of its scale when it has none (needed by the DR loss)."""
     if model.duals is None:
-        model.duals = dual_models(model.scale, DUAL_FEATS)
+        model.duals = dual_nets(model.scale)
     return model
 
 
