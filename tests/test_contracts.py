@@ -60,7 +60,6 @@ FAST_OPTIONS = {
 # the contract's ratio yet. xfail(strict): the day one passes, this list must shrink.
 KNOWN_LIMITS = {
     "carn-m": "grouped convolutions (groups 4) are refused per unit; the rest reaches 17.5 %",
-    "span": "re-parameterised Conv3XC blocks are coupled through the trunk; 19 % reachable",
 }
 
 

@@ -25,7 +25,7 @@ SPANDREL_COUNTS = {
     ("rcan", 4): 15_592_379, ("esrgan", 4): 16_697_987, ("safmn", 4): 239_520,
     ("safmn", 2): 227_820, ("omnisr", 4): 805_376, ("omnisr", 2): 784_604,
     ("swinir-light", 4): 929_628, ("compact", 4): 621_424, ("compact", 2): 600_652,
-    ("plksr", 4): 5_551_088, ("span", 4): 2_621_964,
+    ("plksr", 4): 5_551_088, ("span", 4): 498_208,  # SPAN: deploy form
 }
 
 
@@ -71,7 +71,7 @@ def test_spandrel_import_leaves_a_broken_torchvision_as_it_was(monkeypatch):
 
 
 SAVED = ["edsr-baseline", "msrresnet", "carn", "imdn", "rfdn", "rlfn", "pan", "fsrcnn",
-         "espcn", "drn-t", "compact", "rcan", "span", "safmn", "esrgan"]
+         "espcn", "drn-t", "compact", "rcan", "safmn", "esrgan"]
 
 
 @pytest.mark.parametrize("name", SAVED)
@@ -223,3 +223,22 @@ def test_the_papers_method_runs_on_zoo_models_without_dual_nets(name, scale):
         torch.tensor(result.finetune["final_loss"]))
     x = torch.rand(1, 3, 16, 16) * 255
     assert model(x).shape == (1, 3, 16 * scale, 16 * scale)
+
+
+def test_span_checkpoints_are_fused_to_the_deploy_form(tmp_path):
+    hyper = {"num_in_ch": 3, "num_out_ch": 3, "feature_channels": 16, "upscale": 2}
+    torch.manual_seed(0)
+    training = spandrel_class("SPAN", "SPAN")(**hyper)  # the released (training) layout
+    path = tmp_path / "span.pth"
+    torch.save(training.state_dict(), path)
+    model = resolve_model(str(path))
+    assert model.meta["reparameterized"] == 20 and "deploy form" in model.meta["detected"]
+    assert not any(type(m).__name__ == "Conv3XC" for m in model.net.modules())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        reference = training.eval()(x) * 255
+        assert float((model(x * 255) - reference).abs().max()) < 1e-2
+    from srprune import compress
+
+    result = compress(model, 0.5, scope="all", input_size=(16, 16))
+    assert result.summary()["reparameterized"] == 20

@@ -116,6 +116,9 @@ def _print_report(s: dict[str, Any]) -> None:
     console.print(table)
     asked = (f"ratio asked {s['ratio_requested']:.3f}" if s["ratio_requested"] is not None
              else "widths from the plan file")
+    if s.get("reparameterized"):
+        console.print(f"{s['reparameterized']} re-parameterised blocks were fused to their "
+                      "deploy form (one conv each) before pruning")
     console.print(f"{asked}, achieved {s['ratio_achieved']:.3f} "
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "

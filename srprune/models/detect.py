@@ -27,7 +27,11 @@ from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint
-from srprune.models.spandrel_zoo import import_spandrel, pixel_range_adapted
+from srprune.models.spandrel_zoo import (
+    fuse_reparameterized,
+    import_spandrel,
+    pixel_range_adapted,
+)
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 from srprune.registry import MODELS
@@ -157,6 +161,7 @@ def _spandrel_model(state: dict[str, torch.Tensor], path: str | Path) -> SRModel
              if _plain(v)}
     net = pixel_range_adapted(cls)(**hyper)
     net.load_state_dict(inner.state_dict(), strict=True)
+    fused = fuse_reparameterized(net.eval())
     package = cls.__module__.split(".")[2] if cls.__module__.startswith(
         "spandrel.architectures.") else ""
     model = SRModel(net=net, scale=int(descriptor.scale), arch="spandrel",
@@ -164,7 +169,11 @@ def _spandrel_model(state: dict[str, torch.Tensor], path: str | Path) -> SRModel
                             "scale": int(descriptor.scale), "hyperparameters": hyper},
                     name=f"spandrel:{descriptor.architecture.name}")
     model.meta.update(weights=str(path), detected=f"{descriptor.architecture.name} "
-                      f"x{descriptor.scale} (spandrel)")
+                      f"x{descriptor.scale} (spandrel)"
+                      + (f"; {fused} re-parameterised blocks fused to the deploy form"
+                         if fused else ""))
+    if fused:
+        model.meta["reparameterized"] = fused
     return model.eval()
 
 

@@ -132,7 +132,7 @@ DESCRIPTIONS = {
     "rcan": "RCAN (10 groups x 20 blocks, 64), spandrel",
     "esrgan": "ESRGAN RRDBNet (23 blocks, 64, growth 32), spandrel",
     "compact": "Real-ESRGAN SRVGGNetCompact (64, 16 convs), spandrel",
-    "span": "SPAN (52 channels at x4, 48 at x2), spandrel",
+    "span": "SPAN (52 channels at x4, 48 at x2; deploy form: fused Conv3XC), spandrel",
     "safmn": "SAFMN (36 channels, 8 blocks), spandrel",
     "omnisr": "OmniSR (64, 5 groups), spandrel",
     "swinir-light": "SwinIR-light (60 dim, 4 RSTB x 6, window 8), spandrel",
@@ -150,17 +150,47 @@ def spandrel_class(package: str, class_name: str) -> type[nn.Module]:
     return cls
 
 
+def fuse_reparameterized(net: nn.Module) -> int:
+    """Replace every re-parameterisable block (SPAN's ``Conv3XC``: 1x1 -> 3x3 -> 1x1 plus a
+    1x1 skip, fused into one 3x3 conv at inference) by its fused conv; returns how many.
+
+    In eval mode such a block rebuilds its fused conv from the training branches at every
+    call, so pruning the fused conv alone would be silently undone: srprune prunes, exports
+    and fine-tunes the deploy form. The result computes the same function (to float error).
+    """
+    fused = 0
+    for name, module in list(net.named_modules()):
+        if type(module).__name__ != "Conv3XC" or not hasattr(module, "eval_conv"):
+            continue
+        module.update_params()
+        conv = module.eval_conv
+        for p in conv.parameters():
+            p.requires_grad_(True)
+        replacement: nn.Module = conv if not getattr(module, "has_relu", False) else (
+            nn.Sequential(conv, nn.LeakyReLU(0.05)))
+        parent_name, _, child = name.rpartition(".")
+        parent = net.get_submodule(parent_name) if parent_name else net
+        setattr(parent, child, replacement)
+        fused += 1
+    return fused
+
+
 def build_spandrel(package: str, class_name: str, scale: int,
                    hyperparameters: dict[str, Any]) -> SRModel:
-    """One spandrel architecture as an ``SRModel`` on [0, 255] (random weights)."""
+    """One spandrel architecture as an ``SRModel`` on [0, 255] (random weights), in its
+    deploy form (:func:`fuse_reparameterized`)."""
     cls = pixel_range_adapted(spandrel_class(package, class_name))
     try:
         net = cls(**hyperparameters)
     except (TypeError, ValueError, AssertionError) as exc:
         raise SrpruneError(f"spandrel {class_name}: bad hyperparameters: {exc}") from None
-    return SRModel(net=net, scale=scale, arch="spandrel",
-                   config={"package": package, "class_name": class_name, "scale": scale,
-                           "hyperparameters": dict(hyperparameters)})
+    model = SRModel(net=net, scale=scale, arch="spandrel",
+                    config={"package": package, "class_name": class_name, "scale": scale,
+                            "hyperparameters": dict(hyperparameters)})
+    fused = fuse_reparameterized(net.eval())
+    if fused:
+        model.meta["reparameterized"] = fused
+    return model
 
 
 def _spec(name: str) -> ModelSpec:

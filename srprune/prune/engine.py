@@ -71,6 +71,8 @@ class CompressResult:
             data["quality_after"] = _quality_brief(self.quality_after)
         if self.finetune is not None:
             data["finetune"] = self.finetune
+        if self.model.meta.get("reparameterized"):  # pruned in the deploy form: say so
+            data["reparameterized"] = self.model.meta["reparameterized"]
         return data
 
 
