@@ -227,7 +227,7 @@ def test_every_model_builds_counts_prunes_exports_and_round_trips(name, scale, t
         assert torch.isfinite(out).all()
 
     onnx = export_onnx(model, tmp_path / "model.onnx", COST_SIZE)
-    assert check_parity(model, onnx.path, COST_SIZE).max_abs_diff <= 1e-3
+    check_parity(model, onnx.path, COST_SIZE)  # raises above 1e-3 on 0..255 (see its doc)
     # The graph's axes are dynamic: another size runs too. (Parity is checked at the traced
     # size only: at 24x32 srnet-t x3's bicubic skip alone differs by ~9.4e-4, too close to
     # the 1e-3 limit to be a stable test.)
