@@ -15,7 +15,7 @@ attributes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +23,7 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as tp_index_mapping
+from torch_pruning.dependency import shape_infer as tp_shape_infer
 
 from srprune.errors import InternalError, SrpruneError
 from srprune.hooks import hooked
@@ -84,7 +85,12 @@ _original_update = tp_index_mapping.update_index_mapping
 
 
 def _update_index_mapping(graph: tp.DependencyGraph) -> None:
-    _original_update(graph)
+    global _CHANNEL_MEMO
+    _CHANNEL_MEMO = {}
+    try:
+        _original_update(graph)
+    finally:
+        _CHANNEL_MEMO = None
     for module, node in graph.module2node.items():
         if not isinstance(module, nn.PixelShuffle):
             continue
@@ -98,10 +104,37 @@ def _update_index_mapping(graph: tp.DependencyGraph) -> None:
                     dep.index_mapping[0] = _FromShuffled(block)
 
 
+# Torch-Pruning infers a concatenation's channel counts by walking the graph again from every
+# node, without remembering results: on dense concatenations (ESRGAN: 5 per RDB, 3 RDBs a
+# block) the walk grows exponentially with depth, hits its 500-call budget at 8 blocks and the
+# trace fails ("int + NoneType"). While an index-mapping update runs, nothing changes widths,
+# so each node's answer is remembered for that update: the walk becomes linear.
+_CHANNEL_MEMO: dict[tuple[str, int], int | None] | None = None
+
+
+def _memoized(kind: str, infer: Callable) -> Callable:
+    def infer_once(graph: object, node: object, recursive_depth: list) -> int | None:
+        if _CHANNEL_MEMO is None:
+            return infer(graph, node, recursive_depth)
+        key = (kind, id(node))
+        if key not in _CHANNEL_MEMO:
+            _CHANNEL_MEMO[key] = infer(graph, node, recursive_depth)
+        return _CHANNEL_MEMO[key]
+
+    infer_once.srprune_memo = True  # type: ignore[attr-defined]
+    return infer_once
+
+
 def _install_pixel_shuffle_fix() -> None:
-    """Patch Torch-Pruning's index-mapping update (idempotent, process-wide)."""
+    """Patch Torch-Pruning's index-mapping update and memoise its channel inference
+    (idempotent, process-wide)."""
     if tp_index_mapping.update_index_mapping is not _update_index_mapping:
         tp_index_mapping.update_index_mapping = _update_index_mapping
+    for name, kind in (("infer_in_channels_recursively", "in"),
+                       ("infer_out_channels_recursively", "out")):
+        current = getattr(tp_shape_infer, name)
+        if not getattr(current, "srprune_memo", False):
+            setattr(tp_shape_infer, name, _memoized(kind, current))
 
 
 # ----------------------------------------------------------------- units
