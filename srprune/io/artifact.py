@@ -100,15 +100,23 @@ def brief(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def show_key(key: object) -> str:
+    """A state_dict key or unit name read from a file, safe in a one-line message."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 80:
+        return key
+    return brief(key, 80)
+
+
 def check_state(state: dict, where: str) -> None:
     """Every item of a state_dict is ``name: dense CPU tensor``; else one-line SrpruneError."""
     for key, value in state.items():
         if not isinstance(key, str):
             raise SrpruneError(f"{where} has a key that is not a name: {brief(key)}")
         if not isinstance(value, torch.Tensor):
-            raise SrpruneError(f"{where} holds non-tensors ({key}: {type(value).__name__})")
+            raise SrpruneError(f"{where} holds non-tensors ({show_key(key)}: "
+                               f"{type(value).__name__})")
         if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
-            raise SrpruneError(f"{where}: tensor {key} is not a plain dense tensor "
+            raise SrpruneError(f"{where}: tensor {show_key(key)} is not a plain dense tensor "
                                f"({value.layout}, {value.device.type})")
 
 
@@ -133,7 +141,8 @@ def resize_to_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | 
     missing = sorted(set(own) - set(state))
     if extra or missing:
         key = (extra or missing)[0]
-        raise SrpruneError(f"{path}: artifact does not fit its architecture (key {key})")
+        raise SrpruneError(f"{path}: artifact does not fit its architecture (key "
+                           f"{show_key(key)})")
     for key, tensor in own.items():
         check_fits(tensor, state[key], key, f"{path}")
     for name, module in net.named_modules():

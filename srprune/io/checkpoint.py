@@ -22,6 +22,8 @@ def read_checkpoint(path: str | Path) -> Any:
     result is the loaded object or a one-line ``SrpruneError`` naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise SrpruneError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise SrpruneError(f"checkpoint not found: {path}")
     try:

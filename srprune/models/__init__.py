@@ -80,7 +80,7 @@ def load_weights(model: SRModel, path: str | Path) -> SRModel:
 def _check_state(module: torch.nn.Module, state: dict, path: str | Path, what: str = "") -> None:
     """``state`` loads into ``module``: names and dense tensors, the same keys and shapes,
     floating point where the module has it; else one ``SrpruneError`` saying what differs."""
-    from srprune.io.artifact import check_fits, check_state
+    from srprune.io.artifact import check_fits, check_state, show_key
 
     check_state(state, f"{path}: {what.rstrip(': ') or 'state_dict'}")
     own = module.state_dict()
@@ -92,7 +92,7 @@ def _check_state(module: torch.nn.Module, state: dict, path: str | Path, what: s
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {show_key(unexpected[0])})")
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file "

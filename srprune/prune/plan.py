@@ -125,7 +125,10 @@ def _plan_from_json(text: str, path: Path, units: Sequence[Unit]) -> Plan:
     by_name = {u.name: u for u in units}
     unknown = [n for n in widths if n not in by_name]
     if unknown:
-        raise SrpruneError(f"{path}: unit '{unknown[0]}' is not a prunable unit of this model")
+        from srprune.io.artifact import show_key
+
+        raise SrpruneError(f"{path}: unit '{show_key(unknown[0])}' is not a prunable unit of "
+                           "this model")
     plan = {}
     for name, value in widths.items():
         if isinstance(value, bool) or not isinstance(value, int):
