@@ -296,12 +296,6 @@ def _big_memory() -> bool:
         return True
 
 
-WARNING_FORMAT = xfail("data/images.py load_image: the conversion warning is a Python "
-                       "UserWarning, shown on stderr as two lines ('.../images.py:268: "
-                       "UserWarning: d/a.png: converted P image to RGB' and the source line), "
-                       "not one 'warning:' line (exit 0)")
-
-
 ART = {"model.srp": artifact()}
 OUT = ["--out", "out.srp"]
 
@@ -551,9 +545,6 @@ CASES = [
                       {"p": folder()}, message="cannot read plan p"),
                  id="compress-plan-is-a-folder"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.999", *OUT], message="0.999"),
-                 marks=xfail("search/simple.py Uniform.plan formats the ratio with :.2f: "
-                             "'error: ratio 1.00 is out of reach: ...' for --ratio 0.999, a "
-                             "ratio the user did not give (exit 2)"),
                  id="compress-ratio-out-of-reach"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--round-to", "0", *OUT],
                       message="round_to"), id="compress-round-to-0"),
@@ -723,8 +714,6 @@ CASES = [
                                       "LR_bicubic__X4__ax4.png": image(),
                                       "LR_bicubic__X2__ax2.png": image()})},
                       message="a.png"),
-                 marks=xfail("data/images.py _image_size: a decompression-bomb PNG in a "
-                             "benchmark folder raises PIL.Image.DecompressionBombError (exit 1)"),
                  id="eval-benchmark-decompression-bomb"),
     pytest.param(Case(["eval", "drn-t", "--data", "d"],
                       {"d": folder(**{"HR__a.png": image(), "LR_bicubic__X4__ax4.png": image()})},
@@ -757,16 +746,16 @@ CASES = [
     # ---------------------------------------------------------------- accepted: converted
     pytest.param(Case(["eval", "drn-t", "--data", "d"],
                       {"d": folder(**{"a.png": image("I;16")})}, code=0),
-                 marks=WARNING_FORMAT, id="eval-data-16-bit-grey"),
+                 id="eval-data-16-bit-grey"),
     pytest.param(Case(["eval", "drn-t", "--data", "d"],
                       {"d": folder(**{"a.jpg": image("CMYK", fmt="JPEG")})}, code=0),
-                 marks=WARNING_FORMAT, id="eval-data-cmyk-jpeg"),
+                 id="eval-data-cmyk-jpeg"),
     pytest.param(Case(["eval", "drn-t", "--data", "d"],
                       {"d": folder(**{"a.png": image("P")})}, code=0),
-                 marks=WARNING_FORMAT, id="eval-data-palette"),
+                 id="eval-data-palette"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--data", "d", *FAST, *OUT],
                       {"d": folder(**{"a.png": image("RGBA")})}, code=0),
-                 marks=WARNING_FORMAT, id="compress-data-rgba"),
+                 id="compress-data-rgba"),
     pytest.param(Case(["info", "plain.pt", *SMALL], {"plain.pt": weights()}, code=0),
                  id="info-plain-weights-as-model-detected"),
 ]

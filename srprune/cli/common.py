@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ class SrpruneGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
+        warnings.formatwarning = _warning_line
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.Exit as exc:
@@ -51,6 +53,12 @@ class SrpruneGroup(click.Group):
         except InternalError as exc:
             click.echo(f"internal error: {_one_line(str(exc))} ({BUG_REPORT})", err=True)
             sys.exit(InternalError.exit_code)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, line: str | None = None) -> str:
+    """Python warnings as one ``warning: ...`` line (no file, line number or source)."""
+    return f"warning: {_one_line(str(message))}\n"
 
 
 def _one_line(text: str) -> str:

@@ -149,7 +149,8 @@ def _spandrel_model(state: dict[str, torch.Tensor], path: str | Path) -> SRModel
         raise SrpruneError(
             f"{path}: no architecture matches this checkpoint (tried srprune's "
             f"{len(MODELS.names())} registered models and spandrel's: "
-            f"{' '.join(str(exc).split())[:120]}); pass the model as package.module:Class "
+            f"{' '.join(str(exc).split())[:120] or type(exc).__name__}); pass the model as "
+            "package.module:Class "
             "with --arch-opt key=value and --weights instead") from None
     inner = descriptor.model
     if getattr(descriptor, "input_channels", 3) != 3 or getattr(

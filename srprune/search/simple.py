@@ -33,7 +33,7 @@ class Uniform(Strategy):
         floor = cost.reduction(self.widths(units, 0.0))
         if floor < ratio - 0.02:
             raise SrpruneError(
-                f"ratio {ratio:.2f} is out of reach: pruning every unit in this scope to its "
+                f"ratio {ratio:g} is out of reach: pruning every unit in this scope to its "
                 f"minimum width removes only {floor:.1%} of the parameters"
             )
         # over the keep fraction in [0, 1]: reduction(1) <= ratio <= reduction(0)
