@@ -134,3 +134,19 @@ def test_from_file_reports_widths_from_the_plan_not_a_ratio(tmp_path):
     code, out, err = run("compress", "drn-t", "--strategy", "from-file", "--plan", str(plan),
                          "--out", str(tmp_path / "y.srp"))
     assert code == 0 and "widths from the plan file" in out and "ratio asked" not in out
+
+
+def test_outputs_get_the_mode_of_a_new_file(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "t.srp"
+        assert run("compress", "drn-t", "--ratio", "0.3", "--out", str(out))[0] == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        os.umask(0o077)
+        out2 = tmp_path / "u.srp"
+        assert run("compress", "drn-t", "--ratio", "0.3", "--out", str(out2))[0] == 0
+        assert stat.S_IMODE(out2.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

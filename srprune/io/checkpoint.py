@@ -88,7 +88,8 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool =
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     Nothing is left behind when writing fails or is interrupted; an ``OSError`` (disk full,
-    no permission) becomes a one-line ``SrpruneError`` naming the file.
+    no permission) becomes a one-line ``SrpruneError`` naming the file. The file gets the
+    mode any new file would (0666 less the umask), not the temporary file's 0600.
     """
     path = check_writable(path, force)
     try:
@@ -98,6 +99,7 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool =
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it a new file's mode
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -106,6 +108,13 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool =
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _os_reason(exc: OSError) -> str:
