@@ -223,9 +223,9 @@ def test_cli_train_force_overwrites_the_checkpoint(photo_dir, tmp_path):
      "folder {t}/nowhere does not exist"),
     (lambda t: ["--out", str(t / "w.pt"), "--checkpoint", str(t)], "{t} is a folder"),
     (lambda t: ["--out", str(t / "w.pt"), "--checkpoint", str(t / "w.pt")], "same file"),
-    (lambda t: ["--out", str(t / "ro" / "w.pt")], "cannot write to folder {t}/ro"),
+    (lambda t: ["--out", str(t / "ro" / "w.pt")], "cannot write {t}/ro/w.pt"),
     (lambda t: ["--out", str(t / "w.pt"), "--checkpoint", str(t / "ro" / "c")],
-     "cannot write to folder {t}/ro"),
+     "cannot write {t}/ro/c"),
 ])
 def test_cli_train_checks_every_output_target_before_training(photo_dir, tmp_path, monkeypatch,
                                                               no_training, target, message):

@@ -18,7 +18,6 @@ from srprune.models import build_model, resolve_model
 from srprune.models.spandrel_zoo import import_spandrel, pixel_range_adapted, spandrel_class
 from srprune.prune.graph import SRGraph
 
-
 # Parameter counts of spandrel's classes at the published configurations (reference facts:
 # the same numbers as the reference implementations; Compact and PLKSR measured).
 SPANDREL_COUNTS = {

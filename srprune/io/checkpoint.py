@@ -71,7 +71,8 @@ def _first_sentence(exc: BaseException, limit: int = 120) -> str:
 
 
 def check_writable(path: str | Path, force: bool) -> Path:
-    """Refuse to overwrite an existing file unless ``force``; the folder must exist."""
+    """Refuse to overwrite an existing file unless ``force``; the folder must exist and take
+    a new file (checked before long work starts, not after it)."""
     path = Path(path)
     if path.is_dir():
         raise SrpruneError(f"{path} is a folder, not a file path")
@@ -81,6 +82,12 @@ def check_writable(path: str | Path, force: bool) -> Path:
         raise SrpruneError(f"folder {path.parent} does not exist")
     if not path.parent.is_dir():
         raise SrpruneError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    try:  # prove it (permissions, read-only mounts): create and remove a scratch file
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SrpruneError(f"cannot write {path}: {_os_reason(exc)}") from None
     return path
 
 

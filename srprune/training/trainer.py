@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +23,7 @@ import torch
 from torch import nn
 
 from srprune.errors import Interrupted, SrpruneError
-from srprune.io.checkpoint import read_checkpoint, save_checkpoint
+from srprune.io.checkpoint import check_writable, read_checkpoint, save_checkpoint
 from srprune.models.srmodel import SRModel
 from srprune.training.loss import dr_loss, ensure_duals
 
@@ -62,22 +60,9 @@ def check_train_settings(*, steps: Any, batch: Any, patch: Any, lr: Any, dual_we
 
 
 def check_target(path: str | Path) -> Path:
-    """An output file path that can be written: its folder exists and takes new files (a
-    temporary file is created and removed there), and the path is not a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise SrpruneError(f"{path} is a folder, not a file path")
-    folder = path.parent
-    if not folder.is_dir():
-        raise SrpruneError(f"folder {folder} does not exist" if not folder.exists()
-                           else f"{folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SrpruneError(f"cannot write to folder {folder} ({exc.strerror or exc})") from None
-    return path
+    """An output file path that can be written now (see ``io.checkpoint.check_writable``);
+    whether an existing file may be replaced is the caller's rule."""
+    return check_writable(path, force=True)
 
 
 @dataclass
