@@ -57,9 +57,23 @@ def row(name: str, size: int) -> dict:
     return {"name": name, "scale": scale, "source": source,
             "params": model.n_params, "units": len(units), "blocked": len(blocked),
             "prunable_share": round(share, 3), "onnx": onnx, "dynamic": dynamic,
-            "parity": parity, "blocked_reasons": sorted({b.blocked.split(":")[0]
-                                                         for b in blocked}),
+            "parity": parity, "blocked_reasons": [b.blocked for b in blocked],
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+REASONS = (("grouped convolution", "grouped convs"),
+           ("unsupported channel coupling", "split/chunk couplings"),
+           ("pruning breaks the model", "trial pruning breaks it (hard-coded reshapes)"),
+           ("the dependency graph cannot map", "Torch-Pruning cannot map the channels"))
+
+
+def reasons(blocked: list[str]) -> str:
+    """Blocked units counted by kind of reason, e.g. "6 split/chunk couplings"."""
+    counts: dict[str, int] = {}
+    for text in blocked:
+        kind = next((label for prefix, label in REASONS if text.startswith(prefix)), text)
+        counts[kind] = counts.get(kind, 0) + 1
+    return "; ".join(f"{n} blocked: {kind}" for kind, n in counts.items())
 
 
 def markdown(rows: list[dict]) -> str:
@@ -68,7 +82,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         onnx = r["onnx"] if r["onnx"].startswith("fails") else (
             f"{r['onnx']}, {'dynamic' if r['dynamic'] else 'fixed size'}")
-        notes = "; ".join(r["blocked_reasons"])
+        notes = reasons(r["blocked_reasons"])
         lines.append(f"| `{r['name']}` | {r['source']} | {r['params']:,} | {r['units']} "
                      f"({r['blocked']}) | {r['prunable_share']:.0%} | {onnx} | {notes} |")
     return "\n".join(lines) + "\n"
@@ -80,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--write", default=None, help="a file with the table markers to update")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--from-json", default=None, help="render rows measured earlier")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    rows = []
-    for name in args.only or MODELS.names():
+    rows = json.loads(Path(args.from_json).read_text())["rows"] if args.from_json else []
+    for name in [] if args.from_json else (args.only or MODELS.names()):
         if (name.startswith("drn-s") and name != "drn-s") or name == "testnet":
             continue  # the compressed DRN-S configs and test plugins: same structures
         rows.append(row(name, args.size))
