@@ -684,7 +684,7 @@ CASES = [
                       message="c.ckpt"), id="train-resume-tampered-checkpoint"),
     pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN, "--checkpoint", "f/c.ckpt",
                        *OUT], {"d": rgb_folder(), "f": text("a file")},
-                      message="error: f is"), id="train-checkpoint-under-a-file"),
+                      message="f is a file, not a folder"), id="train-checkpoint-under-a-file"),
     pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN, "--out", "w.pt"],
                       {"d": rgb_folder()}, patch=disk_full, message="No space left on device"),
                  id="train-disk-full"),
