@@ -70,13 +70,17 @@ def test_spandrel_import_leaves_a_broken_torchvision_as_it_was(monkeypatch):
 
 
 SAVED = ["edsr-baseline", "msrresnet", "carn", "imdn", "rfdn", "rlfn", "pan", "fsrcnn",
-         "espcn", "drn-t", "compact", "rcan", "safmn", "esrgan"]
+         "espcn", "drn-t", "compact", "rcan", "safmn", "esrgan", "omnisr", "swinir-light",
+         "plksr"]
 
 
 @pytest.mark.parametrize("name", SAVED)
 def test_a_state_dict_in_the_real_key_layout_is_detected_and_loads_back(name, tmp_path):
     spec_small = {"rcan": {"hyperparameters": {"n_resgroups": 1, "n_resblocks": 1}},
-                  "esrgan": {"hyperparameters": {"num_blocks": 1}}}
+                  "esrgan": {"hyperparameters": {"num_blocks": 1}},
+                  "plksr": {"hyperparameters": {"n_blocks": 2}},
+                  "omnisr": {"hyperparameters": {"res_num": 1}},
+                  "swinir-light": {"hyperparameters": {"depths": [2], "num_heads": [6]}}}
     from srprune.models import model_spec
 
     spec = model_spec(name)
@@ -107,7 +111,9 @@ def test_safetensors_checkpoints_are_detected(tmp_path):
     safetensors.save_file(model.net.state_dict(), str(path))
     code, out, err = run("info", str(path), "--input-size", "16", "16", "--json")
     assert code == 0, err
-    assert json.loads(out)["detected"] == "pan x4 (srprune)"
+    info = json.loads(out)
+    assert info["detected"] == "pan x4 (srprune)"
+    assert info["architecture"]["config"] == {"scale": 4, "nf": 40, "unf": 24, "nb": 16}
 
 
 def test_unknown_and_broken_checkpoints_are_one_line(tmp_path):

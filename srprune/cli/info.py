@@ -42,6 +42,7 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
             "weights": sr.meta.get("weights", "artifact")}
     if sr.meta.get("detected"):
         data["detected"] = sr.meta["detected"]
+    data["architecture"] = {"family": sr.arch, "config": sr.config}
     if show_units:
         from srprune.prune.graph import SRGraph
 
@@ -59,7 +60,10 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     table.add_row("MACs (conv+linear)", f"{cost.macs:,} ({fmt_count(cost.macs)})")
     table.add_row("paper MACs (+bias adds)", f"{cost.paper_macs:,} ({fmt_count(cost.paper_macs)})")
     if "detected" in data:
-        table.add_row("architecture", data["detected"])
+        table.add_row("detected", data["detected"])
+    config = sr.config.get("hyperparameters", sr.config)
+    table.add_row("architecture", f"{sr.arch}: " + ", ".join(
+        f"{k}={v}" for k, v in config.items() if k not in ("widths", "package", "class_name")))
     for i, shape in enumerate(cost.outputs):
         table.add_row(f"output {i}", "x".join(map(str, shape)))
     console.print(table)
