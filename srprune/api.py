@@ -23,6 +23,7 @@ from srprune.prune.engine import (
 )
 from srprune.quality.evaluate import evaluate_model
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
+from srprune.training.validation import validation_patches
 
 
 def load(path: str | Path) -> SRModel:
@@ -190,7 +191,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                                    "--resume")
             adopted[key] = saved[key]
         run.update(adopted)
-        extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"]))}
+        extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"])),
+                 "warmup": int(saved.get("warmup", 0))}
     sampler = PatchSampler(open_image_set(data, sr.scale), sr.scale, run["patch"], run["batch"],
                            seed=run["seed"])
     config = TrainConfig(steps=steps, **run, **extra, device=device)
@@ -242,15 +244,25 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     from srprune.errors import Interrupted
     from srprune.training.trainer import TrainingInterrupted
 
-    sampler = PatchSampler(open_image_set(data, model.scale), model.scale, tune.patch,
-                           tune.batch, seed=config.seed + 1)
+    images = open_image_set(data, model.scale)
+    sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1)
     train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
                                lr=tune.lr, dual_weight=config.dual_weight, seed=config.seed,
-                               device=config.device)
+                               device=config.device, warmup=tune.steps // 20)
     trainer = Trainer(model, sampler, train_config)
+    validation = validation_patches(images, model.scale, tune.patch, VALIDATION_PATCHES,
+                                    config.seed)
+    best = _Best(model, validation.psnr(model, config.device))
+
+    def evaluate(m: SRModel) -> dict[str, float]:
+        psnr = validation.psnr(m, config.device)
+        best.offer(trainer.step, psnr)
+        return {"psnr": round(psnr, 4)}
+
+    every = tune.eval_every or max(1, tune.steps // 10)
     try:
         log = trainer.run(on_step=(lambda step, _: progress("finetune", step, tune.steps))
-                          if progress else None)
+                          if progress else None, evaluate=evaluate, eval_every=every)
     except TrainingInterrupted:
         where = f"interrupted at fine-tuning step {trainer.step}/{tune.steps}"
         out, force = config.output.path, config.output.force
@@ -271,7 +283,33 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
             f"{ckpt}; continue with: srprune train {quote(str(out))} --data "
             f"{quote(str(data))} --steps {tune.steps} --checkpoint {quote(str(ckpt))} "
             "--resume --out NEW.srp") from None
+    last = log.evals[-1]["psnr"] if log.evals else best.start
+    kept = "last"
+    if tune.keep == "best":
+        model.net.load_state_dict(best.state)
+        kept = "best" if best.step else "start"
     model.net.eval()
-    return {"steps": tune.steps, "lr": tune.lr, "batch": tune.batch, "patch": tune.patch,
-            "dual_weight": config.dual_weight, "final_loss": round(log.loss[-1], 4),
-            "seconds": round(trainer.elapsed, 1)}
+    return {"steps": tune.steps, "lr": tune.lr, "warmup": train_config.warmup,
+            "batch": tune.batch, "patch": tune.patch, "dual_weight": config.dual_weight,
+            "final_loss": round(log.loss[-1], 4), "seconds": round(trainer.elapsed, 1),
+            "validation": {"patches": validation.size, "every": every,
+                           "start_psnr": round(best.start, 4),
+                           "best_psnr": round(best.psnr, 4), "best_step": best.step,
+                           "last_psnr": round(last, 4), "kept": kept,
+                           "evals": [(e["step"], e["psnr"]) for e in log.evals]}}
+
+
+VALIDATION_PATCHES = 16
+
+
+class _Best:
+    """The best validation score of a fine-tuning run so far and the weights that made it."""
+
+    def __init__(self, model: SRModel, start: float) -> None:
+        self.model, self.start, self.psnr, self.step = model, start, start, 0
+        self.state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+
+    def offer(self, step: int, psnr: float) -> None:
+        if psnr > self.psnr:
+            self.psnr, self.step = psnr, step
+            self.state = {k: v.detach().clone() for k, v in self.model.net.state_dict().items()}

@@ -37,6 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 API_CALIBRATION = {"calib_batches": 4, "calib_batch": 8, "calib_patch": 24}
 SCOPES = ("internal", "all")
+KEEP = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,20 @@ class Selection:
 
 @dataclass(frozen=True)
 class FineTune:
-    """Dual-regression fine-tuning after pruning (``steps`` 0: none)."""
+    """Dual-regression fine-tuning after pruning (``steps`` 0: none).
+
+    The learning rate warms up linearly over the first 5 % of the steps, then decays by a
+    cosine. Every ``eval_every`` steps (0: a tenth of the run) the model is scored on fixed
+    validation patches; ``keep`` "best" returns the best-scoring weights, the pruned ones
+    when no step beat them ("last": the weights of the last step).
+    """
 
     steps: int = 0
     lr: float = 5e-4
     batch: int = 16
     patch: int = 32
+    keep: str = "best"
+    eval_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "calib_batch": ("calibration", "batch"), "calib_patch": ("calibration", "patch"),
     "finetune_steps": ("finetune", "steps"), "finetune_lr": ("finetune", "lr"),
     "finetune_batch": ("finetune", "batch"), "finetune_patch": ("finetune", "patch"),
+    "finetune_keep": ("finetune", "keep"), "finetune_eval_every": ("finetune", "eval_every"),
     "input_size": ("cost", "input_size"), "out": ("output", "path"),
     "force": ("output", "force"), "seed": ("", "seed"), "device": ("", "device"),
     "dual_weight": ("", "dual_weight"), "evaluate": ("", "evaluate"), "preset": ("", "preset"),
@@ -215,6 +225,10 @@ def _validate(given: dict[str, Any]) -> None:
                 "finetune_patch"):
         _check_int(given, key, 1)
     _check_int(given, "finetune_steps", 0)
+    _check_int(given, "finetune_eval_every", 0)
+    if given.get("finetune_keep") not in (None, *KEEP):
+        raise SrpruneError(f"finetune_keep (--finetune-keep) must be one of {', '.join(KEEP)}, "
+                           f"got {given['finetune_keep']!r}")
     _check_int(given, "seed", 0)
     _check_number(given, "finetune_lr", 0.0, open_low=True)
     _check_number(given, "dual_weight", 0.0)

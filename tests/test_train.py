@@ -554,3 +554,40 @@ def test_ctrl_c_during_compress_finetuning_keeps_an_existing_checkpoint(photo_di
                        finetune_patch=8, out=str(out), progress=stop)
     assert digest(earlier) == before
     assert read_train_checkpoint(tmp_path / "p.srp.1.ckpt")["step"] == 1
+
+
+def test_warm_up_then_cosine():
+    config = TrainConfig(steps=100, lr=1e-3, lr_min=0.0, warmup=10)
+    assert config.lr_at(0) == pytest.approx(1e-4)
+    assert config.lr_at(9) == pytest.approx(1e-3)
+    assert config.lr_at(10) == pytest.approx(1e-3)
+    assert config.lr_at(55) == pytest.approx(5e-4)
+    assert config.lr_at(100) == pytest.approx(0.0)
+    plain = TrainConfig(steps=100, lr=1e-3, lr_min=0.0)
+    assert plain.lr_at(0) == pytest.approx(1e-3) and plain.lr_at(50) == pytest.approx(5e-4)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_finetuning_never_returns_worse_weights_silently(photo_dir, keep):
+    from srprune import compress
+
+    def run(lr: float, keep: str, steps: int = 4):
+        torch.manual_seed(0)
+        model = build_model("drn-t", 4, n_blocks=1, pretrained=False)
+        result = compress(model, 0.5, data=str(photo_dir), calib_batches=1, calib_batch=2,
+                          calib_patch=8, finetune_steps=steps, finetune_batch=2,
+                          finetune_patch=8, finetune_lr=lr, finetune_keep=keep,
+                          finetune_eval_every=1)
+        return model, (result.finetune or {}).get("validation")
+
+    pruned, _ = run(1.0, keep, steps=0)  # the same pruning, no fine-tuning
+    model, v = run(5.0, keep)  # a rate this large makes every step worse
+    assert v["evals"] and [step for step, _ in v["evals"]] == [1, 2, 3, 4]
+    assert all(psnr < v["start_psnr"] for _, psnr in v["evals"])
+    if keep == "best":
+        assert v["kept"] == "start" and v["best_step"] == 0
+        assert v["best_psnr"] == v["start_psnr"]
+        assert all(torch.equal(a, b) for a, b in
+                   zip(model.net.state_dict().values(), pruned.net.state_dict().values()))
+    else:
+        assert v["kept"] == "last" and v["last_psnr"] < v["start_psnr"]

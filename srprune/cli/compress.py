@@ -56,6 +56,11 @@ from srprune.io.checkpoint import check_writable
 @click.option("--finetune-batch", type=int, default=FineTune.batch, show_default=True)
 @click.option("--finetune-patch", type=int, default=FineTune.patch, show_default=True,
               help="LR patch size.")
+@click.option("--finetune-keep", type=click.Choice(["best", "last"]), default=FineTune.keep,
+              show_default=True, help="best: the weights that scored best on fixed validation "
+                                      "patches (the pruned ones if no step beat them).")
+@click.option("--finetune-eval-every", type=int, default=FineTune.eval_every,
+              show_default=True, help="Validation every N steps (0: ten times a run).")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
 @click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
@@ -116,6 +121,9 @@ def _print_report(s: dict[str, Any]) -> None:
     console.print(table)
     asked = (f"ratio asked {s['ratio_requested']:.3f}" if s["ratio_requested"] is not None
              else "widths from the plan file")
+    validation = (s.get("finetune") or {}).get("validation")
+    if validation:
+        console.print(_validation_line(validation))
     if s.get("reparameterized"):
         console.print(f"{s['reparameterized']} re-parameterised blocks were fused to their "
                       "deploy form (one conv each) before pruning")
@@ -123,3 +131,15 @@ def _print_report(s: dict[str, Any]) -> None:
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "
                   f"time {sum(s['seconds'].values()):.1f} s")
+
+
+def _validation_line(v: dict[str, Any]) -> str:
+    """One line on what fine-tuning did on the fixed validation patches."""
+    head = (f"fine-tuning, validation Y-PSNR on {v['patches']} fixed patches: start "
+            f"{v['start_psnr']:.3f}, best {v['best_psnr']:.3f}")
+    if v["kept"] == "start":
+        return (f"{head}: no step beat the pruned model, so its weights were kept "
+                f"(last step {v['last_psnr']:.3f})")
+    if v["kept"] == "best":
+        return f"{head} at step {v['best_step']} (kept; last step {v['last_psnr']:.3f})"
+    return f"{head} at step {v['best_step']}; kept the last step ({v['last_psnr']:.3f})"

@@ -79,14 +79,17 @@ class TrainConfig:
     seed: int = 1
     device: str = "cpu"
     checkpoint_every: int = 500
+    warmup: int = 0  # steps of linear learning-rate warm-up before the cosine decay
 
     def __post_init__(self) -> None:
         check_train_settings(steps=self.steps, batch=self.batch, patch=self.patch, lr=self.lr,
                              dual_weight=self.dual_weight, seed=self.seed)
 
     def lr_at(self, step: int) -> float:
-        """Cosine schedule from ``lr`` to ``lr_min`` over ``steps``."""
-        t = min(step, self.steps) / max(1, self.steps)
+        """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr_min``."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        t = (min(step, self.steps) - self.warmup) / max(1, self.steps - self.warmup)
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * t))
 
 
