@@ -33,10 +33,12 @@ def load(path: str | Path) -> SRModel:
 
 def calibration_batches(data: str | Path | None, scale: int, n_batches: int, batch: int,
                         patch: int, seed: int,
-                        progress: ProgressFn | None = None) -> list[Batch]:
+                        progress: ProgressFn | None = None,
+                        lr_dir: str | Path | None = None) -> list[Batch]:
     """``n_batches`` seeded batches of aligned LR-pyramid/HR patches from a folder (or []).
 
     ``progress("calibration", done, n_batches)`` is called before and after each batch.
+    ``lr_dir`` holds the LR files ``X{f}/<name>x{f}.png`` for the HR images in ``data``.
     """
     if data is None:
         return []
@@ -44,7 +46,7 @@ def calibration_batches(data: str | Path | None, scale: int, n_batches: int, bat
         raise SrpruneError(f"data folder not found: {data}")
     report = progress or (lambda _stage, _done, _total: None)
     report("calibration", 0, n_batches)
-    sampler = PatchSampler(open_image_set(data, scale), scale, patch, batch, seed=seed)
+    sampler = PatchSampler(open_image_set(data, scale, lr_dir), scale, patch, batch, seed=seed)
     batches = []
     for _ in range(n_batches):
         batches.append(sampler.next_batch())
@@ -97,8 +99,10 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     calib, tune = config.calibration, config.finetune
     if tune.steps and calib.data is None:
         raise SrpruneError("fine-tuning needs training images: pass --data DIR")
+    if calib.lr_dir is not None and calib.data is None:
+        raise SrpruneError("--lr-dir needs --data (the HR folder its LR files belong to)")
     batches = calibration_batches(calib.data, model.scale, calib.batches, calib.batch,
-                                  calib.patch, config.seed, progress)
+                                  calib.patch, config.seed, progress, lr_dir=calib.lr_dir)
     eval_set = _eval_set(config.evaluate, model.scale)
     quality_before = _quality(model, eval_set, config.device, progress, "eval: before")
     result = compress(model, batches=batches, config=config, progress=progress)
@@ -132,8 +136,12 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                 device: str = "cpu", checkpoint: str | None = None, resume: bool = False,
                 out: str | Path | None = None, force: bool = False,
                 on_step: Any = None, pinned: tuple[str, ...] = (),
-                on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+                on_start: Callable[[int], None] | None = None,
+                lr_dir: str | Path | None = None) -> dict[str, Any]:
     """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
+
+    ``lr_dir`` holds LR files ``X{f}/<name>x{f}.png`` for the HR images in ``data`` (else
+    the folder's layout decides, see :func:`srprune.data.images.open_image_set`).
 
     Registered names start from random weights unless ``weights`` is given; artifacts (pruned
     models) are fine-tuned from their own weights and written back as artifacts.
@@ -172,6 +180,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                                "run or --force to overwrite it")
     if str(data) != "builtin" and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
+    if lr_dir is not None and not Path(lr_dir).is_dir():
+        raise SrpruneError(f"LR folder not found: {lr_dir}")
     is_artifact = isinstance(model, str) and is_artifact_path(model)
     sr = ensure_duals(_training_model(model, scale, weights))
     run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
@@ -193,8 +203,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
         run.update(adopted)
         extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"])),
                  "warmup": int(saved.get("warmup", 0))}
-    sampler = PatchSampler(open_image_set(data, sr.scale), sr.scale, run["patch"], run["batch"],
-                           seed=run["seed"])
+    sampler = PatchSampler(open_image_set(data, sr.scale, lr_dir), sr.scale, run["patch"],
+                           run["batch"], seed=run["seed"])
     config = TrainConfig(steps=steps, **run, **extra, device=device)
     trainer = Trainer(sr, sampler, config)
     if state is not None:
@@ -244,7 +254,8 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     from srprune.errors import Interrupted
     from srprune.training.trainer import TrainingInterrupted
 
-    images = open_image_set(data, model.scale)
+    lr_dir = config.calibration.lr_dir
+    images = open_image_set(data, model.scale, lr_dir)
     sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1)
     train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
                                lr=tune.lr, dual_weight=config.dual_weight, seed=config.seed,
@@ -281,7 +292,9 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
         raise Interrupted(
             f"{where}; saved the pruned model as it is to {out} and a training checkpoint to "
             f"{ckpt}; continue with: srprune train {quote(str(out))} --data "
-            f"{quote(str(data))} --steps {tune.steps} --checkpoint {quote(str(ckpt))} "
+            f"{quote(str(data))}"
+            + (f" --lr-dir {quote(str(lr_dir))}" if lr_dir is not None else "")
+            + f" --steps {tune.steps} --checkpoint {quote(str(ckpt))} "
             "--resume --out NEW.srp") from None
     last = log.evals[-1]["psnr"] if log.evals else best.start
     kept = "last"

@@ -43,9 +43,12 @@ KEEP = ("best", "last")
 @dataclass(frozen=True)
 class Calibration:
     """Calibration data for data-driven criteria and strategies: ``batches`` x ``batch``
-    aligned LR/HR patches of ``patch`` x ``patch`` LR pixels from ``data`` (None: no data)."""
+    aligned LR/HR patches of ``patch`` x ``patch`` LR pixels from ``data`` (None: no data).
+    ``lr_dir``: LR files ``X{f}/<name>x{f}.png`` for the HR images in ``data`` (None: the
+    layout of ``data`` decides; see :func:`srprune.data.images.open_image_set`)."""
 
     data: str | None = None
+    lr_dir: str | None = None
     batches: int = API_CALIBRATION["calib_batches"]
     batch: int = API_CALIBRATION["calib_batch"]
     patch: int = API_CALIBRATION["calib_patch"]
@@ -103,7 +106,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "strategy": ("selection", "strategy"), "scope": ("selection", "scope"),
     "criterion_options": ("selection", "criterion_options"),
     "strategy_options": ("selection", "strategy_options"), "protect": ("selection", "protect"),
-    "data": ("calibration", "data"), "calib_batches": ("calibration", "batches"),
+    "data": ("calibration", "data"), "lr_dir": ("calibration", "lr_dir"),
+    "calib_batches": ("calibration", "batches"),
     "calib_batch": ("calibration", "batch"), "calib_patch": ("calibration", "patch"),
     "finetune_steps": ("finetune", "steps"), "finetune_lr": ("finetune", "lr"),
     "finetune_batch": ("finetune", "batch"), "finetune_patch": ("finetune", "patch"),
@@ -226,6 +230,8 @@ def _validate(given: dict[str, Any]) -> None:
         _check_int(given, key, 1)
     _check_int(given, "finetune_steps", 0)
     _check_int(given, "finetune_eval_every", 0)
+    if given.get("lr_dir") is not None and given.get("data") is None:
+        raise SrpruneError("--lr-dir needs --data (the HR folder its LR files belong to)")
     if given.get("finetune_keep") not in (None, *KEEP):
         raise SrpruneError(f"finetune_keep (--finetune-keep) must be one of {', '.join(KEEP)}, "
                            f"got {given['finetune_keep']!r}")
@@ -244,6 +250,6 @@ def _validate(given: dict[str, Any]) -> None:
         given["input_size"] = tuple(size)
     if "protect" in given:
         given["protect"] = tuple(given["protect"])
-    for key in ("data", "evaluate", "out"):
+    for key in ("data", "lr_dir", "evaluate", "out"):
         if key in given:
             given[key] = str(given[key])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -242,10 +243,20 @@ def test_benchmark_missing_lr_file(tmp_path: Path) -> None:
         open_image_set(root, 4)
 
 
-def test_benchmark_missing_factor_folder(tmp_path: Path) -> None:
-    root = _benchmark(tmp_path, {"a": _rgb(16, 16)}, [4])
-    with pytest.raises(SrpruneError, match=r"LR_bicubic.X2"):
+def test_benchmark_missing_final_scale_folder(tmp_path: Path) -> None:
+    root = _benchmark(tmp_path, {"a": _rgb(16, 16)}, [2])
+    with pytest.raises(SrpruneError, match=r"missing LR folder .*LR_bicubic.X4") as info:
         ImageSet.from_benchmark_folder(root, 4)
+    assert "\n" not in str(info.value)
+
+
+def test_benchmark_missing_lower_level_is_made_from_hr(tmp_path: Path) -> None:
+    hr = _rgb(16, 16)
+    images = open_image_set(_benchmark(tmp_path, {"a": hr}, [4]), 4)
+    assert images.notes == ["LR X2 made from HR (no X2 folder)"]
+    assert "LR X2 made from HR (no X2 folder)" in images.description
+    np.testing.assert_array_equal(images[0].lr[0], make_lr(hr, 4))
+    np.testing.assert_array_equal(images[0].lr[1], make_lr(hr, 2))
 
 
 def test_benchmark_unmatched_lr_file(tmp_path: Path) -> None:
@@ -277,6 +288,132 @@ def test_open_image_set_choices(tmp_path: Path) -> None:
     assert open_image_set(tmp_path / "hronly", 2).names == ["q"]
     with pytest.raises(SrpruneError, match=r"not found.*missing"):
         open_image_set(tmp_path / "missing", 2)
+
+
+# --------------------------------------------------- HR folder + separate LR folder
+
+
+def _div2k(root: Path, split: str, hrs: dict[str, np.ndarray], factors: list[int],
+           seed: int = 10) -> tuple[Path, Path, dict[tuple[str, int], np.ndarray]]:
+    """``DIV2K_<split>_HR/<name>.png`` + ``DIV2K_<split>_LR_bicubic/X<f>/<name>x<f>.png``.
+
+    The LR files are random pixels of the right size, so a test sees they are read, not made.
+    """
+    hr_dir = root / f"DIV2K_{split}_HR"
+    lr_dir = root / f"DIV2K_{split}_LR_bicubic"
+    lrs = {}
+    for i, (name, hr) in enumerate(hrs.items()):
+        _save(hr_dir / f"{name}.png", hr)
+        for f in factors:
+            lr = _rgb(hr.shape[0] // f, hr.shape[1] // f, seed + 7 * i + f)
+            lrs[name, f] = lr
+            _save(lr_dir / f"X{f}" / f"{name}x{f}.png", lr)
+    return hr_dir, lr_dir, lrs
+
+
+def test_lr_dir_pairs_exactly_the_files(tmp_path: Path) -> None:
+    hrs = {"0001": _rgb(20, 24, 1), "0002": _rgb(16, 12, 2)}
+    hr_dir, lr_dir, lrs = _div2k(tmp_path, "train", hrs, [2, 4])
+    images = open_image_set(hr_dir, 4, lr_dir=lr_dir)
+    assert images.names == ["0001", "0002"] and images.notes == []
+    for name, pair in zip(images.names, images, strict=True):
+        np.testing.assert_array_equal(pair.hr, hrs[name])
+        for f, lr in zip([4, 2], pair.lr, strict=True):
+            assert lr.dtype == np.float32
+            np.testing.assert_array_equal(lr, lrs[name, f])
+    # the sampler's LR tensors are the files' pixels too
+    sampler = PatchSampler(images, 4, 3, 1, seed=0)
+    for levels in sampler._levels:
+        assert any(np.array_equal(levels[0], lrs[n, 4]) for n in hrs)
+
+
+def test_div2k_sibling_layout_is_detected(tmp_path: Path) -> None:
+    hrs = {"0801": _rgb(16, 16, 5)}
+    hr_dir, lr_dir, lrs = _div2k(tmp_path, "valid", hrs, [2])
+    images = open_image_set(hr_dir, 2)
+    assert str(lr_dir) in images.description
+    np.testing.assert_array_equal(images[0].lr[0], lrs["0801", 2])
+    # without the sibling, the same folder is a plain HR folder with generated LR
+    lr_dir.rename(tmp_path / "elsewhere")
+    plain = open_image_set(hr_dir, 2)
+    np.testing.assert_array_equal(plain[0].lr[0], make_lr(hrs["0801"], 2))
+
+
+def test_lr_dir_missing_x2_for_x4_is_generated(tmp_path: Path) -> None:
+    hr = _rgb(16, 16, 6)
+    hr_dir, lr_dir, lrs = _div2k(tmp_path, "train", {"0001": hr}, [4])
+    images = open_image_set(hr_dir, 4, lr_dir=lr_dir)
+    assert images.notes == ["LR X2 made from HR (no X2 folder)"]
+    assert "LR X2 made from HR (no X2 folder)" in images.description
+    np.testing.assert_array_equal(images[0].lr[0], lrs["0001", 4])
+    np.testing.assert_array_equal(images[0].lr[1], make_lr(hr, 2))
+
+
+def _one_line_error(match: str, call: Callable[[], object]) -> None:
+    with pytest.raises(SrpruneError, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_lr_dir_bad_inputs(tmp_path: Path) -> None:
+    hrs = {"0001": _rgb(16, 16, 1), "0002": _rgb(16, 16, 2)}
+    hr_dir, lr_dir, _ = _div2k(tmp_path, "train", hrs, [2, 4])
+
+    def open_x4():
+        return open_image_set(hr_dir, 4, lr_dir=lr_dir)
+
+    # scale mismatch
+    _save(lr_dir / "X2" / "0002x2.png", _rgb(7, 8))
+    _one_line_error(r"scale mismatch: LR file .*0002x2\.png", open_x4)
+    _save(lr_dir / "X2" / "0002x2.png", _rgb(8, 8))
+    # unreadable LR file
+    (lr_dir / "X4" / "0001x4.png").write_bytes(b"not a png" * 10)
+    _one_line_error(r"cannot read image .*0001x4\.png", open_x4)
+    _save(lr_dir / "X4" / "0001x4.png", _rgb(4, 4))
+    # unreadable HR file
+    (hr_dir / "0002.png").write_bytes(b"not a png" * 10)
+    _one_line_error(r"cannot read image .*0002\.png", open_x4)
+    _save(hr_dir / "0002.png", hrs["0002"])
+    # HR image without its LR file
+    (lr_dir / "X4" / "0002x4.png").unlink()
+    _one_line_error(r"missing LR file .*X4.0002x4\.png for HR image .*0002\.png", open_x4)
+    # LR folder with no images
+    (lr_dir / "X4" / "0001x4.png").unlink()
+    _one_line_error(r"no images .*X4", open_x4)
+    # the final scale's folder missing
+    (lr_dir / "X4").rmdir()
+    _one_line_error(r"missing LR folder .*X4", open_x4)
+    # pointing --lr-dir at X2 itself
+    _one_line_error(r"missing LR folder .*X2.X2.*not X2/ itself",
+                    lambda: open_image_set(hr_dir, 2, lr_dir=lr_dir / "X2"))
+    # lr_dir that does not exist
+    _one_line_error(r"LR folder not found: .*ghost",
+                    lambda: open_image_set(hr_dir, 4, lr_dir=tmp_path / "ghost"))
+    _one_line_error(r"needs an HR folder", lambda: open_image_set(None, 4, lr_dir=lr_dir))
+
+
+def test_cli_eval_with_lr_dir(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from srprune.cli import main
+
+    hrs = {"0001": _rgb(48, 48, 1), "0002": _rgb(48, 40, 2)}
+    hr_dir = tmp_path / "HRimgs"
+    lr_dir = tmp_path / "LRimgs"
+    for name, hr in hrs.items():
+        _save(hr_dir / f"{name}.png", hr)
+        _save(lr_dir / "X4" / f"{name}x4.png", make_lr(hr, 4).astype(np.uint8))
+    result = CliRunner().invoke(main, ["eval", "drn-t", "--data", str(hr_dir), "--lr-dir",
+                                       str(lr_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [row["name"] for row in report["per_image"]] == ["0001", "0002"]
+    assert report["data_notes"] == ["LR X2 made from HR (no X2 folder)"]
+    result = CliRunner().invoke(main, ["eval", "drn-t", "--data", str(hr_dir), "--lr-dir",
+                                       str(tmp_path / "nope"), "--json"])
+    assert result.exit_code != 0 and "LR folder not found" in result.output
 
 
 def test_builtin_eval_set_is_lazy_and_offline() -> None:
@@ -399,3 +536,36 @@ def test_sampler_rejects_small_images() -> None:
         PatchSampler([_rgb(40, 40), _rgb(21, 18)], scale=4, lr_patch=6, batch=2)
     with pytest.raises(SrpruneError, match="HxWx3"):
         PatchSampler([np.zeros((40, 40))], scale=2, lr_patch=4, batch=1)
+
+
+def test_compress_and_train_read_separate_lr_folders(tmp_path):
+    """--lr-dir reaches calibration, fine-tuning and training; without --data it is refused."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from srprune.cli import main
+    from srprune.data.images import make_lr
+
+    rng = np.random.default_rng(3)
+    hr_dir, lr_dir = tmp_path / "x_HR", tmp_path / "lrs"
+    hr_dir.mkdir()
+    (lr_dir / "X4").mkdir(parents=True)
+    for name in ("a", "b"):
+        hr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(hr).save(hr_dir / f"{name}.png")
+        lr = np.clip(np.round(make_lr(hr, 4)), 0, 255).astype(np.uint8)
+        Image.fromarray(lr).save(lr_dir / "X4" / f"{name}x4.png")
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", "drn-t", "--ratio", "0.3", "--data", str(hr_dir),
+                                  "--lr-dir", str(lr_dir), "--calib-batches", "1",
+                                  "--calib-batch", "2", "--calib-patch", "8",
+                                  "--finetune-steps", "1", "--finetune-batch", "2",
+                                  "--finetune-patch", "8", "--out", str(tmp_path / "m.srp")])
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(main, ["train", str(tmp_path / "m.srp"), "--data", str(hr_dir),
+                                  "--lr-dir", str(lr_dir), "--steps", "1", "--batch", "2",
+                                  "--patch", "8", "--out", str(tmp_path / "t.srp")])
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(main, ["compress", "drn-t", "--ratio", "0.3", "--lr-dir", str(lr_dir),
+                                  "--out", str(tmp_path / "n.srp")])
+    assert result.exit_code == 2 and "--lr-dir needs --data" in result.stderr

@@ -39,8 +39,12 @@ from srprune.io.checkpoint import check_writable
 @click.option("--plan", "plan_file", type=click.Path(), default=None,
               help="Plan file for --strategy from-file (JSON or the authors' text format).")
 @click.option("--data", type=click.Path(), default=None,
-              help="HR image folder (or EDSR benchmark layout) for calibration and "
+              help="HR image folder (or EDSR benchmark layout, or DIV2K *_HR) for calibration and "
                    "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
+@click.option("--lr-dir", type=click.Path(), default=None,
+              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
+                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
+                   "made from HR.")
 @click.option("--preset", type=click.Choice(["fast", "default", "thorough"]), default="default",
               show_default=True, help="Budget of calibration data and selection/search effort.")
 @click.option("--calib-batches", type=int, default=None, help="Calibration batches (preset).")

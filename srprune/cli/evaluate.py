@@ -23,12 +23,16 @@ from srprune.cli.progress import ProgressReporter
 @scale_option
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
 @click.option("--data", type=click.Path(), default=None,
-              help="HR folder or EDSR benchmark folder; 'builtin' (the default): the built-in "
-                   "evaluation photos.")
+              help="HR folder, EDSR benchmark folder or DIV2K *_HR folder (its *_LR_bicubic "
+                   "sibling is used); 'builtin' (the default): the built-in evaluation photos.")
+@click.option("--lr-dir", type=click.Path(), default=None,
+              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
+                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
+                   "made from HR.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @json_option
-def command(model: str, scale: int | None, weights: str | None, data: str | None, device: str,
-            as_json: bool) -> None:
+def command(model: str, scale: int | None, weights: str | None, data: str | None,
+            lr_dir: str | None, device: str, as_json: bool) -> None:
     """Evaluate MODEL (name or artifact) on --data (or the built-in photos)."""
     from srprune.data.images import open_image_set
     from srprune.errors import SrpruneError
@@ -39,11 +43,17 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
         data = None
     if data is not None and not Path(data).is_dir():
         raise SrpruneError(f"data folder not found: {data}")
+    if lr_dir is not None and data is None:
+        raise SrpruneError("--lr-dir needs --data (the HR folder its LR files belong to)")
+    if lr_dir is not None and not Path(lr_dir).is_dir():
+        raise SrpruneError(f"LR folder not found: {lr_dir}")
     sr = load_model_arg(model, scale, weights)
+    images = open_image_set(data, sr.scale, lr_dir)
     with ProgressReporter(quiet=as_json) as progress:
-        result = evaluate_model(sr.to(device), open_image_set(data, sr.scale), device=device,
-                                progress=progress)
+        result = evaluate_model(sr.to(device), images, device=device, progress=progress)
     result["model"], result["scale"] = model, sr.scale
+    if images.notes:
+        result["data_notes"] = images.notes
     if as_json:
         print_json(result)
         return
@@ -56,3 +66,5 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
                       f"{row['bicubic_psnr']:.3f}", f"{row['bicubic_ssim']:.4f}",
                       f"{row['psnr'] - row['bicubic_psnr']:+.3f}")
     console.print(table)
+    for note in images.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)

@@ -17,6 +17,10 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 @click.command("train")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(), help="Folder of HR training images.")
+@click.option("--lr-dir", type=click.Path(), default=None,
+              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
+                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
+                   "made from HR.")
 @click.option("--scale", "-s", type=int, default=None, help="Upscaling factor.")
 @click.option("--steps", type=int, required=True, help="Optimisation steps.")
 @click.option("--weights", type=click.Path(), default=None, help="Start from these weights.")
@@ -37,7 +41,8 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 @click.option("--force", is_flag=True, help="Overwrite --out and --checkpoint if they exist.")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, model: str, data: str, scale: int | None, steps: int,
+def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale: int | None,
+            steps: int,
             weights: str | None, dual_weight: float, patch: int, batch: int, lr: float,
             seed: int, device: str, checkpoint: str | None, resume: bool, out: str, force: bool,
             as_json: bool) -> None:
@@ -67,7 +72,8 @@ def command(ctx: click.Context, model: str, data: str, scale: int | None, steps:
                                  seed=seed, device=device, checkpoint=checkpoint,
                                  resume=resume and Path(checkpoint).exists(), out=out,
                                  force=force, on_step=on_step, pinned=pinned,
-                                 on_start=lambda step: report("train", step, steps))
+                                 on_start=lambda step: report("train", step, steps),
+                                 lr_dir=lr_dir)
     except TrainingInterrupted as exc:
         if exc.checkpoint is None:
             raise

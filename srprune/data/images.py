@@ -212,8 +212,11 @@ class ImageSet(Sequence[ImagePair]):
         scale: int,
         names: Sequence[str],
         loader: Callable[[str], ImagePair],
+        notes: Sequence[str] = (),
     ) -> None:
-        self.description = description
+        #: what was done to the data beyond reading it, e.g. "LR X2 made from HR (no X2 folder)"
+        self.notes = list(notes)
+        self.description = "; ".join([description, *self.notes])
         self.scale = check_scale(scale)
         self.names = list(names)
         if not self.names:
@@ -273,34 +276,63 @@ class ImageSet(Sequence[ImagePair]):
     def from_benchmark_folder(cls, folder: str | Path, scale: int) -> ImageSet:
         """EDSR benchmark layout: ``HR/*.png`` and ``LR_bicubic/X{f}/{name}x{f}.png``.
 
-        LR files are needed for every pyramid factor ``f``. An LR file must be
-        ``(H//f, W//f)`` for its ``HxW`` HR image (else "scale mismatch"); it is then
-        cropped to match HR mod-cropped to ``scale``.
+        See :meth:`from_lr_folder` (with ``HR`` and ``LR_bicubic`` inside ``folder``).
         """
         folder = Path(folder)
+        return cls.from_lr_folder(folder / "HR", folder / "LR_bicubic", scale,
+                                  description=f"benchmark folder {folder}")
+
+    @classmethod
+    def from_lr_folder(cls, hr_folder: str | Path, lr_folder: str | Path, scale: int,
+                       description: str | None = None) -> ImageSet:
+        """HR images in ``hr_folder`` with LR files ``lr_folder/X{f}/{name}x{f}.<ext>``.
+
+        The folder ``X{scale}`` must exist; another pyramid level whose ``X{f}`` folder is
+        missing is made from HR with MATLAB-style bicubic (listed in :attr:`notes`). Every HR
+        image needs its LR file in each ``X{f}`` folder present, and every LR file its HR
+        image. An LR file must be ``(H//f, W//f)`` for its ``HxW`` HR image (else "scale
+        mismatch"); it is then cropped to match HR mod-cropped to ``scale``.
+        """
+        hr_folder, lr_folder = Path(hr_folder), Path(lr_folder)
         scale = check_scale(scale)
-        hr_paths = _images_by_stem(folder / "HR")
+        if not lr_folder.is_dir():
+            raise SrpruneError(f"LR folder not found: {lr_folder}")
+        hr_paths = _images_by_stem(hr_folder)
         factors = pyramid_factors(scale)
-        lr_paths = {f: _match_lr_files(folder, f, hr_paths) for f in factors}
+        lr_paths: dict[int, dict[str, Path]] = {}
+        notes = []
+        for f in factors:
+            sub = lr_folder / f"X{f}"
+            if sub.is_dir():
+                lr_paths[f] = _match_lr_files(sub, f, hr_paths, hr_folder)
+            elif f == scale:
+                hint = (f"; give the folder that holds X{scale}/, not {lr_folder.name}/ itself"
+                        if lr_folder.name.upper().startswith("X") else "")
+                raise SrpruneError(f"missing LR folder {sub} (needed for x{scale}: "
+                                   f"X{scale}/<name>x{scale}.png){hint}")
+            else:
+                notes.append(f"LR X{f} made from HR (no X{f} folder)")
         for name, hr_path in hr_paths.items():
             hr_shape = _image_size(hr_path)
-            for f in factors:
-                _check_lr_shape(
-                    hr_shape, _image_size(lr_paths[f][name]), f, hr_path, lr_paths[f][name]
-                )
+            for f, paths in lr_paths.items():
+                _check_lr_shape(hr_shape, _image_size(paths[name]), f, hr_path, paths[name])
 
         def load(name: str) -> ImagePair:
             hr_full = load_image(hr_paths[name])
             hr = _prepare_hr(hr_full, scale, str(hr_paths[name]))
             levels = []
             for f in factors:
+                if f not in lr_paths:
+                    levels.append(make_lr(hr, f))
+                    continue
                 lr_path = lr_paths[f][name]
                 lr = load_image(lr_path)
                 _check_lr_shape(hr_full.shape[:2], lr.shape[:2], f, hr_paths[name], lr_path)
                 levels.append(lr[: hr.shape[0] // f, : hr.shape[1] // f].astype(np.float32))
             return ImagePair(name, hr, levels)
 
-        return cls(f"benchmark folder {folder}", scale, list(hr_paths), load)
+        description = description or f"HR folder {hr_folder} with LR folder {lr_folder}"
+        return cls(description, scale, list(hr_paths), load, notes)
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
@@ -312,23 +344,22 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
-def _match_lr_files(folder: Path, factor: int, hr_paths: dict[str, Path]) -> dict[str, Path]:
-    """Map each HR name to its ``LR_bicubic/X{f}/{name}x{f}.<ext>`` file, both ways strict."""
-    lr_dir = folder / "LR_bicubic" / f"X{factor}"
-    if not lr_dir.is_dir():
-        raise SrpruneError(f"missing LR folder {lr_dir} (needed for x{factor})")
+def _match_lr_files(lr_dir: Path, factor: int, hr_paths: dict[str, Path],
+                    hr_folder: Path) -> dict[str, Path]:
+    """Map each HR name to its ``X{f}/{name}x{f}.<ext>`` file in ``lr_dir``, both ways strict."""
     suffix = f"x{factor}"
     found: dict[str, Path] = {}
     for path in _images_by_stem(lr_dir).values():
         if not path.stem.endswith(suffix) or path.stem[: -len(suffix)] not in hr_paths:
             raise SrpruneError(
-                f"LR file {path} has no matching HR image in {folder / 'HR'} "
-                f"(expected HR/<name>.png for LR_bicubic/X{factor}/<name>{suffix}.png)"
+                f"LR file {path} has no matching HR image in {hr_folder} "
+                f"(expected <name>.png there for X{factor}/<name>{suffix}.png)"
             )
         found[path.stem[: -len(suffix)]] = path
-    for name in hr_paths:
+    for name, hr_path in hr_paths.items():
         if name not in found:
-            raise SrpruneError(f"missing LR file {lr_dir / (name + suffix + '.png')}")
+            raise SrpruneError(f"missing LR file {lr_dir / (name + suffix + '.png')} "
+                               f"for HR image {hr_path}")
     return found
 
 
@@ -390,13 +421,30 @@ def builtin_calibration_set(scale: int) -> ImageSet:
     return ImageSet.from_arrays(images, scale, description="scikit-image calibration photos")
 
 
-def open_image_set(path: str | Path | None, scale: int) -> ImageSet:
+def _sibling_lr_folder(folder: Path) -> Path | None:
+    """DIV2K naming: ``X_HR`` -> ``X_LR_bicubic`` beside it, when that folder exists."""
+    if not folder.name.upper().endswith("_HR"):
+        return None
+    sibling = folder.with_name(folder.name[:-3] + "_LR_bicubic")
+    return sibling if sibling.is_dir() else None
+
+
+def open_image_set(path: str | Path | None, scale: int,
+                   lr_dir: str | Path | None = None) -> ImageSet:
     """Pick the image source for ``path`` ("builtin": the calibration photos).
 
-    ``None`` -> :func:`builtin_eval_set`; a folder with ``HR/`` and ``LR_bicubic/`` ->
-    benchmark layout; a folder with only ``HR/`` -> those HR images with generated LR;
-    any other folder -> its images as HR with generated LR.
+    ``None`` -> :func:`builtin_eval_set`; with ``lr_dir`` -> HR images in ``path`` (or in
+    ``path/HR``) and LR files ``lr_dir/X{f}/{name}x{f}.png`` (:meth:`ImageSet.from_lr_folder`);
+    a folder with ``HR/`` and ``LR_bicubic/`` -> benchmark layout; a folder named ``*_HR`` with
+    a sibling ``*_LR_bicubic`` (DIV2K) -> that pair; a folder with only ``HR/`` -> those HR
+    images with generated LR; any other folder -> its images as HR with generated LR.
     """
+    if lr_dir is not None:
+        if path is None or str(path) == "builtin":
+            raise SrpruneError(f"an LR folder ({lr_dir}) needs an HR folder as the data, "
+                               f"not {'the built-in photos' if path else 'none'}")
+        if not Path(lr_dir).is_dir():
+            raise SrpruneError(f"LR folder not found: {lr_dir}")
     if path is None:
         return builtin_eval_set(scale)
     if str(path) == "builtin":
@@ -404,10 +452,16 @@ def open_image_set(path: str | Path | None, scale: int) -> ImageSet:
     folder = Path(path)
     if not folder.is_dir():
         raise SrpruneError(f"image folder not found: {folder}")
+    if lr_dir is not None:
+        hr_folder = folder / "HR" if (folder / "HR").is_dir() else folder
+        return ImageSet.from_lr_folder(hr_folder, lr_dir, scale)
     if (folder / "HR").is_dir() and (folder / "LR_bicubic").is_dir():
         return ImageSet.from_benchmark_folder(folder, scale)
     if (folder / "HR").is_dir():
         return ImageSet.from_hr_folder(folder / "HR", scale)
+    sibling = _sibling_lr_folder(folder)
+    if sibling is not None:
+        return ImageSet.from_lr_folder(folder, sibling, scale)
     return ImageSet.from_hr_folder(folder, scale)
 
 
