@@ -130,6 +130,15 @@ def check_device(device: str) -> str:
     return device
 
 
+def lr_dir_option(f: Callable) -> Callable:
+    """``--lr-dir DIR``: the LR files of the HR images in ``--data`` (DIV2K-style siblings)."""
+    return click.option(
+        "--lr-dir", type=click.Path(), default=None,
+        help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
+             "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is made from HR.",
+    )(f)
+
+
 def json_option(f: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 

@@ -12,6 +12,7 @@ from srprune.cli.common import (
     fmt_count,
     json_option,
     load_model_arg,
+    lr_dir_option,
     parse_options,
     print_json,
     scale_option,
@@ -41,10 +42,7 @@ from srprune.io.checkpoint import check_writable
 @click.option("--data", type=click.Path(), default=None,
               help="HR image folder (or EDSR benchmark layout, or DIV2K *_HR) for calibration and "
                    "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
-@click.option("--lr-dir", type=click.Path(), default=None,
-              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
-                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
-                   "made from HR.")
+@lr_dir_option
 @click.option("--preset", type=click.Choice(["fast", "default", "thorough"]), default="default",
               show_default=True, help="Budget of calibration data and selection/search effort.")
 @click.option("--calib-batches", type=int, default=None, help="Calibration batches (preset).")

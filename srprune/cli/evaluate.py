@@ -12,6 +12,7 @@ from srprune.cli.common import (
     console,
     json_option,
     load_model_arg,
+    lr_dir_option,
     print_json,
     scale_option,
 )
@@ -25,10 +26,7 @@ from srprune.cli.progress import ProgressReporter
 @click.option("--data", type=click.Path(), default=None,
               help="HR folder, EDSR benchmark folder or DIV2K *_HR folder (its *_LR_bicubic "
                    "sibling is used); 'builtin' (the default): the built-in evaluation photos.")
-@click.option("--lr-dir", type=click.Path(), default=None,
-              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
-                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
-                   "made from HR.")
+@lr_dir_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @json_option
 def command(model: str, scale: int | None, weights: str | None, data: str | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from srprune.cli.common import check_device, console, json_option, print_json
+from srprune.cli.common import check_device, console, json_option, lr_dir_option, print_json
 from srprune.cli.progress import ProgressReporter
 
 #: flags of the run's settings; given explicitly, a resumed checkpoint must match them
@@ -17,10 +17,7 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 @click.command("train")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(), help="Folder of HR training images.")
-@click.option("--lr-dir", type=click.Path(), default=None,
-              help="LR files for the HR images in --data: DIR/X<f>/<name>x<f>.png (e.g. "
-                   "DIV2K_train_LR_bicubic); X<scale> is needed, a missing X2 etc. is "
-                   "made from HR.")
+@lr_dir_option
 @click.option("--scale", "-s", type=int, default=None, help="Upscaling factor.")
 @click.option("--steps", type=int, required=True, help="Optimisation steps.")
 @click.option("--weights", type=click.Path(), default=None, help="Start from these weights.")
