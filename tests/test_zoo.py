@@ -25,6 +25,9 @@ SPANDREL_COUNTS = {
     ("safmn", 2): 227_820, ("omnisr", 4): 805_376, ("omnisr", 2): 784_604,
     ("swinir-light", 4): 929_628, ("compact", 4): 621_424, ("compact", 2): 600_652,
     ("plksr", 4): 5_551_088, ("span", 4): 498_208,  # SPAN: deploy form
+    ("swinir-light", 2): 910_152, ("plksr", 2): 5_530_316,
+    # spandrel's RCAN keeps its two MeanShift convs as parameters: BasicSR's 15,444,643 + 24
+    ("rcan", 2): 15_444_667,
 }
 
 
