@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from srprune.models.archs.distillation import cascade_forward
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 
@@ -96,14 +97,7 @@ class IMDN(nn.Module):
         self.upsampler = nn.Sequential(_conv(nf, 3 * scale * scale, 3), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x / 255.0)
-        outs = []
-        out = fea
-        for i in range(1, self.num_modules + 1):
-            out = getattr(self, f"IMDB{i}")(out)
-            outs.append(out)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return self.upsampler(lr) * 255.0
+        return cascade_forward(self, x, "IMDB", self.num_modules)
 
 
 def build_imdn(scale: int, nf: int = 64) -> SRModel:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srprune.models.archs.distillation import cascade_forward
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 
@@ -104,14 +105,7 @@ class RFDN(nn.Module):
         self.upsampler = nn.Sequential(_conv(nf, 3 * scale * scale, 3), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x / 255.0)
-        outs = []
-        out = fea
-        for i in range(1, self.num_modules + 1):
-            out = getattr(self, f"B{i}")(out)
-            outs.append(out)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return self.upsampler(lr) * 255.0
+        return cascade_forward(self, x, "B", self.num_modules)
 
 
 def build_rfdn(scale: int, nf: int = 50, num_modules: int = 4) -> SRModel:
