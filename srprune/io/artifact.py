@@ -19,7 +19,7 @@ from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint, save_checkpoint
 
 FORMAT = "srprune-artifact"
-VERSION = 1
+VERSION = 2  # 2: adds "channel_splits" (written as 1 when a model has none)
 SUFFIXES = (".srp", ".pt", ".pth")
 StateDict = dict[str, torch.Tensor]
 
@@ -36,6 +36,9 @@ class ArtifactData:
     duals: list[StateDict] | None = None
     plan: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # split calls the pruned net replays with new sizes ({call number: sizes}; see
+    # srprune.models.splits)
+    splits: dict[int, list[int]] = field(default_factory=dict)
 
 
 def is_artifact_path(spec: str | Path) -> bool:
@@ -46,9 +49,12 @@ def is_artifact_path(spec: str | Path) -> bool:
 
 def write_artifact(data: ArtifactData, path: str | Path, force: bool = False) -> Path:
     """Write ``data`` atomically (refusing to replace a file unless ``force``)."""
-    payload = {"format": FORMAT, "version": VERSION, "arch": data.arch, "name": data.name,
-               "scale": data.scale, "config": data.config, "plan": data.plan,
-               "state_dict": data.state_dict, "duals": data.duals, "meta": data.meta}
+    payload = {"format": FORMAT, "version": VERSION if data.splits else 1, "arch": data.arch,
+               "name": data.name, "scale": data.scale, "config": data.config,
+               "plan": data.plan, "state_dict": data.state_dict, "duals": data.duals,
+               "meta": data.meta}
+    if data.splits:
+        payload["channel_splits"] = {int(k): list(v) for k, v in data.splits.items()}
     return save_checkpoint(payload, path, force=force)
 
 
@@ -91,7 +97,23 @@ def read_artifact(path: str | Path) -> ArtifactData:
                            f"x{brief(data['config']['scale'])}")
     return ArtifactData(arch=data["arch"], name=name, scale=scale, config=dict(data["config"]),
                         state_dict=data["state_dict"], duals=duals, plan=plan,
-                        meta=meta if isinstance(meta, dict) else {})
+                        meta=meta if isinstance(meta, dict) else {},
+                        splits=_split_table(data.get("channel_splits"), path))
+
+
+def _split_table(value: object, path: str | Path) -> dict[int, list[int]]:
+    """The saved channel-split table, checked ({} when there is none)."""
+    if value is None:
+        return {}
+    ok = isinstance(value, dict) and all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 0
+        and isinstance(v, list) and v
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+        for k, v in value.items())
+    if not ok:
+        raise SrpruneError(f"{path}: damaged artifact: 'channel_splits' is not a table of "
+                           "call numbers and channel sizes")
+    return {int(k): [int(x) for x in v] for k, v in value.items()}
 
 
 def brief(value: object, limit: int = 40) -> str:

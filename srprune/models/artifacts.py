@@ -23,6 +23,7 @@ from srprune.io.artifact import (
     write_artifact,
 )
 from srprune.models.spec import ModelSpec
+from srprune.models.splits import channel_splits, set_channel_splits
 from srprune.models.srmodel import SRModel
 from srprune.models.zoo import ARCH_BUILDERS
 from srprune.registry import MODELS
@@ -39,7 +40,7 @@ def save_artifact(model: SRModel, path: str | Path, meta: dict[str, Any] | None 
         arch=model.arch, name=model.name or model.arch, scale=model.scale,
         config=dict(model.config),
         state_dict={k: v.detach().cpu() for k, v in model.net.state_dict().items()},
-        duals=duals, plan=model.plan, meta=dict(meta or {}))
+        duals=duals, plan=model.plan, meta=dict(meta or {}), splits=channel_splits(model.net))
     return write_artifact(data, path, force=force)
 
 
@@ -60,6 +61,8 @@ def load_artifact(path: str | Path) -> SRModel:
     model = _rebuild(data, path).eval()
     expected = _reference_shapes(model)
     try:
+        if data.splits:
+            set_channel_splits(model.net, data.splits)
         resize_to_state(model.net, data.state_dict, path)
         model.net.load_state_dict(data.state_dict, strict=True)
         if data.duals is not None and model.duals is not None:

@@ -175,6 +175,36 @@ def fuse_reparameterized(net: nn.Module) -> int:
     return fused
 
 
+def _functional_partial_conv(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """PLKSR's partial large-kernel conv written as split, conv, concat (the form its
+    training pass uses) instead of an in-place write into a slice of the input: the same
+    numbers, a graph the channel tracer can follow, and no ScatterND in ONNX."""
+    head, tail = torch.split(x, [self.idx, x.size(1) - self.idx], dim=1)
+    out = self.conv(head)
+    if self.with_idt:
+        out = out + head
+    return torch.cat([out, tail], dim=1)
+
+
+_FUNCTIONAL: dict[type, type] = {}
+
+
+def functional_partial_convs(net: nn.Module) -> int:
+    """Switch PLKSR's ``PLKConv2d`` blocks to :func:`_functional_partial_conv`; returns how
+    many (state dict and module tree unchanged)."""
+    switched = 0
+    for module in net.modules():
+        cls = type(module)
+        if cls.__name__ != "PLKConv2d" or not hasattr(module, "idx"):
+            continue
+        if cls not in _FUNCTIONAL:
+            _FUNCTIONAL[cls] = type(cls.__name__, (cls,), {
+                "forward": _functional_partial_conv, "__module__": __name__})
+        module.__class__ = _FUNCTIONAL[cls]
+        switched += 1
+    return switched
+
+
 def build_spandrel(package: str, class_name: str, scale: int,
                    hyperparameters: dict[str, Any]) -> SRModel:
     """One spandrel architecture as an ``SRModel`` on [0, 255] (random weights), in its
@@ -188,6 +218,7 @@ def build_spandrel(package: str, class_name: str, scale: int,
                     config={"package": package, "class_name": class_name, "scale": scale,
                             "hyperparameters": dict(hyperparameters)})
     fused = fuse_reparameterized(net.eval())
+    functional_partial_convs(net)
     if fused:
         model.meta["reparameterized"] = fused
     return model

@@ -27,6 +27,7 @@ from torch_pruning.dependency import shape_infer as tp_shape_infer
 
 from srprune.errors import InternalError, SrpruneError
 from srprune.hooks import hooked
+from srprune.models.splits import SplitRecorder, channel_splits, set_channel_splits
 from srprune.prune.contracts import LayerSlice
 
 SCOPES = ("internal", "all")
@@ -86,12 +87,24 @@ _original_update = tp_index_mapping.update_index_mapping
 
 def _update_index_mapping(graph: tp.DependencyGraph) -> None:
     global _CHANNEL_MEMO
+    for module, node in graph.module2node.items():  # the split pruner forgets the offsets
+        if isinstance(module, tp.ops._SplitOp):
+            _order_split_outputs(node)
+        elif isinstance(module, tp.ops._ConcatOp):
+            _order_concat_inputs(node)
+        if isinstance(module, tp.ops._SplitOp) and module.split_sizes is not None:
+            offsets = [0]
+            for size in module.split_sizes:
+                offsets.append(offsets[-1] + size)
+            module.offsets = offsets
     _CHANNEL_MEMO = {}
     try:
         _original_update(graph)
     finally:
         _CHANNEL_MEMO = None
     for module, node in graph.module2node.items():
+        if isinstance(module, tp.ops._ConcatOp):
+            _reverse_cat_to_split(node)
         if not isinstance(module, nn.PixelShuffle):
             continue
         block = module.upscale_factor**2
@@ -102,6 +115,56 @@ def _update_index_mapping(graph: tp.DependencyGraph) -> None:
             for dep in node.dependencies:
                 if dep.target is producer:
                     dep.index_mapping[0] = _FromShuffled(block)
+
+
+def _split_output_number(split: object, consumer: object) -> int | None:
+    """Which output of a split node ``consumer`` reads (from its autograd inputs)."""
+    for fn, number in getattr(consumer.grad_fn, "next_functions", ()) or ():
+        if fn is split.grad_fn:
+            return int(number)
+    return None
+
+
+def _order_split_outputs(split: object) -> None:
+    """Torch-Pruning reads a split's i-th part size for the i-th consumer it happened to
+    find; put the consumers in the order of the parts they really read (PLKSR's split
+    feeds a conv and a concatenation, found in the other order). Left alone unless every
+    part has exactly one consumer."""
+    sizes = getattr(split.module, "split_sizes", None)
+    numbers = [_split_output_number(split, consumer) for consumer in split.outputs]
+    if sizes is None or sorted(n for n in numbers if n is not None) != list(range(len(sizes))) \
+            or None in numbers:
+        return
+    split.outputs = [consumer for _, consumer in sorted(zip(numbers, split.outputs),
+                                                         key=lambda pair: pair[0])]
+
+
+def _order_concat_inputs(cat: object) -> None:
+    """The same for a concatenation: its inputs in the order of ``torch.cat``'s arguments
+    (Torch-Pruning keeps them in the order it found them). Left alone when one producer is
+    concatenated twice."""
+    order = [fn for fn, _ in getattr(cat.grad_fn, "next_functions", ()) or ()]
+    positions = []
+    for node in cat.inputs:
+        hits = [i for i, fn in enumerate(order) if fn is node.grad_fn]
+        if len(hits) != 1:
+            return
+        positions.append(hits[0])
+    if len(set(positions)) == len(positions):
+        cat.inputs = [node for _, node in sorted(zip(positions, cat.inputs),
+                                                 key=lambda pair: pair[0])]
+
+
+def _reverse_cat_to_split(cat: object) -> None:
+    """A split part concatenated again (PLKSR): Torch-Pruning maps concatenation channels
+    back to the split's input with the split's mapping first and the concatenation's second;
+    walking backwards, the concatenation's must come first."""
+    for dep in cat.dependencies:
+        first, second = dep.index_mapping
+        if (dep.target in cat.inputs and isinstance(dep.target.module, tp.ops._SplitOp)
+                and isinstance(first, tp_index_mapping._SplitIndexMapping)
+                and isinstance(second, tp_index_mapping._ConcatIndexMapping)):
+            dep.index_mapping = [second, first]
 
 
 # Torch-Pruning infers a concatenation's channel counts by walking the graph again from every
@@ -159,7 +222,7 @@ class PruningUnit:
     """A coupled channel set, in network order, as criteria and strategies see it."""
 
     uid: int
-    name: str  # the root producer layer's name
+    name: str  # the root producer layer's name, plus [a:b] for one segment of its channels
     kind: str  # "internal", "trunk" or "attention"
     group_size: int
     width: int
@@ -167,6 +230,10 @@ class PruningUnit:
     producers: list[str] = field(default_factory=list)
     consumers: list[str] = field(default_factory=list)
     blocked: str = ""  # why this unit cannot be pruned safely ("" when it can)
+    root: str = ""  # the root producer layer (its name)
+    # a segment of the root's output channels (original numbering; None: all of them): a
+    # split sends the root's channels to different places, and each part is its own unit
+    channels: list[int] | None = field(default=None, repr=False)
     _graph: SRGraph | None = field(default=None, repr=False, compare=False)
 
     def members(self) -> list[Member]:
@@ -220,17 +287,33 @@ class SRGraph:
         self._spatial: dict[nn.Module, list[tuple[int, int]]] = {}
         self._probe()
         was_training = net.training
+        recorder = SplitRecorder()
         try:
-            self.dg = tp.DependencyGraph().build_dependency(
-                net, self.example, output_transform=_output_transform,
-                customized_pruners={nn.PixelShuffle: PixelShufflePruner()}, verbose=False,
-            )
+            with recorder:
+                self.dg = tp.DependencyGraph().build_dependency(
+                    net, self.example, output_transform=_output_transform,
+                    customized_pruners={nn.PixelShuffle: PixelShufflePruner()}, verbose=False,
+                )
         except Exception as exc:  # Torch-Pruning raises many kinds on unsupported graphs
             raise SrpruneError(f"the dependency graph cannot trace this model: {exc}") from None
         finally:
             net.train(was_training)
+        self._splits = self._number_splits(recorder)
         self.protected = self._protected_layers(protect)
         self._units: list[PruningUnit] | None = None
+        self._alive: dict[nn.Module, list[int]] = {}  # roots of segments: original rows alive
+
+    def _number_splits(self, recorder: SplitRecorder) -> dict[nn.Module, tuple[int, list[int]]]:
+        """Torch-Pruning's channel-split nodes -> (call number in a forward pass, sizes)."""
+        per_pass = max(1, self._n_split_calls)
+        number = {id(fn): i % per_pass for i, (_, _, fn) in enumerate(recorder.calls)
+                  if fn is not None}
+        found = {}
+        for module, node in self.dg.module2node.items():
+            if (isinstance(module, tp.ops._SplitOp) and module.split_sizes is not None
+                    and id(node.grad_fn) in number):
+                found[module] = (number[id(node.grad_fn)], list(module.split_sizes))
+        return found
 
     # -- inspection --------------------------------------------------------------
 
@@ -252,12 +335,14 @@ class SRGraph:
 
         watched = [m for m in self.net.modules()
                    if isinstance(m, (nn.Conv2d, nn.Linear, nn.PixelShuffle))]
+        counter = SplitRecorder()
         try:
-            with hooked((m, hook) for m in watched), torch.no_grad():
+            with hooked((m, hook) for m in watched), torch.no_grad(), counter:
                 out = _final(self.net(self.example))
         except Exception as exc:
             raise SrpruneError(f"the model fails on a {tuple(self.example.shape)} input: "
                                f"{exc}") from None
+        self._n_split_calls = len(counter.calls)
         if any(isinstance(m, nn.PixelShuffle) for m in self.net.modules()) and not any(
                 isinstance(m, nn.PixelShuffle) for m in self._order):
             raise SrpruneError("model defines a PixelShuffle it never calls")
@@ -337,18 +422,22 @@ class SRGraph:
 
     def _discover(self) -> list[PruningUnit]:
         units = []
-        for root, group, failure in self._groups():
-            channels = len(group[0].idxs) if group is not None else _out_channels(root)
-            unit = PruningUnit(uid=-1, name=self.names[root], kind="trunk", group_size=1,
-                               width=channels, original_width=channels,
-                               producers=[self.names[root]], _graph=self)
+        for root, channels, group, failure in self._groups():
+            root_name = self.names[root]
+            n = len(channels) if channels is not None else _out_channels(root)
+            name = root_name if channels is None else f"{root_name}{_segment_label(channels)}"
+            unit = PruningUnit(uid=-1, name=name, kind="trunk", group_size=1,
+                               width=n, original_width=n, producers=[root_name],
+                               root=root_name, channels=channels, _graph=self)
+            if channels is not None:
+                self._alive.setdefault(root, list(range(_out_channels(root))))
             if group is None:
                 unit.blocked = f"the dependency graph cannot map its channels: {failure}"
                 units.append(unit)
                 continue
             try:
                 width, block = self._width_and_block(group)
-                members = self._members_of(group, block)
+                members = self._members_of(group, self._positions(unit, block))
             except SrpruneError as exc:  # a coupling we cannot map channel by channel
                 unit.blocked = str(exc)
                 units.append(unit)
@@ -358,46 +447,61 @@ class SRGraph:
                               and isinstance(m.module, (nn.Conv2d, nn.Linear))]
             unit.consumers = [m.name for m in members if m.dim == "in"
                               and isinstance(m.module, (nn.Conv2d, nn.Linear))]
-            unit.kind = self._classify(group, members)
+            unit.kind = self._classify(group, members, segmented=channels is not None)
             reason = self._unsupported(group)
             if reason:
                 unit.blocked = reason
             units.append(unit)
         rank = {m: i for i, m in enumerate(self._order)}
         modules = dict(self.net.named_modules())
-        units.sort(key=lambda u: rank.get(modules[u.name], len(rank)))
+        units.sort(key=lambda u: (rank.get(modules[u.root], len(rank)),
+                                  u.channels[0] if u.channels else 0))
         for i, unit in enumerate(units):
             unit.uid = i
         return units
 
-    def _groups(self) -> Iterator[tuple[nn.Module, tp.Group | None, str]]:
-        """Torch-Pruning's coupled groups, one per root conv/linear not yet covered, as
-        ``DependencyGraph.get_all_groups`` finds them, except that a root whose group
-        Torch-Pruning cannot compute is yielded with the failure instead of ending the scan."""
-        visited: set[nn.Module] = set()
+    def _groups(self) -> Iterator[tuple[nn.Module, list[int] | None, tp.Group | None, str]]:
+        """Coupled channel sets, as ``(root, channels, group, failure)``.
+
+        Like Torch-Pruning's ``get_all_groups`` (one group per root conv/linear whose output
+        channels no earlier group covered), except that a root whose group Torch-Pruning
+        cannot compute is yielded with the failure instead of ending the scan, and a group
+        in which a split sends the root's channels to different layers is cut into segments
+        (``channels``: the root's channels of one segment), each coupled as a whole.
+        """
+        covered: dict[nn.Module, set[int]] = {}
         ignored = set(self.protected) | set(self.dg.IGNORED_LAYERS_IN_TRACING)
         for module in list(self.dg.module2node):
-            if module in ignored or module in visited or not isinstance(
-                    module, (nn.Conv2d, nn.Linear)):
+            if module in ignored or not isinstance(module, (nn.Conv2d, nn.Linear)):
                 continue
             pruner = self.dg.get_pruner_of_module(module)
             if pruner is None or pruner.get_out_channels(module) is None:
                 continue
-            try:
-                group = self.dg.get_pruning_group(
-                    module, pruner.prune_out_channels,
-                    list(range(pruner.get_out_channels(module))))
-            except Exception as exc:  # Torch-Pruning's index mappings can fail on odd ops
-                visited.add(module)
-                yield module, None, " ".join(str(exc).split())[:120] or type(exc).__name__
+            done = covered.get(module, set())
+            free = [c for c in range(pruner.get_out_channels(module)) if c not in done]
+            if not free:
                 continue
-            prunable = True
-            for dep, _ in group:
-                if self.dg.is_out_channel_pruning_fn(dep.handler):
-                    visited.add(dep.target.module)
-                    prunable = prunable and dep.target.module not in ignored
-            if prunable:
-                yield module, group, ""
+            try:
+                group = self.dg.get_pruning_group(module, pruner.prune_out_channels, free)
+                segments = _segments(group, free)
+                parts = ([(None if len(free) == pruner.get_out_channels(module) else free,
+                           group)] if len(segments) == 1 else
+                         [(seg, self.dg.get_pruning_group(module, pruner.prune_out_channels,
+                                                          seg)) for seg in segments])
+            except Exception as exc:  # Torch-Pruning's index mappings can fail on odd ops
+                covered.setdefault(module, set()).update(free)
+                text = " ".join(str(exc).split())[:120] or type(exc).__name__
+                yield module, None, None, text
+                continue
+            for channels, part in parts:
+                prunable = True
+                for dep, idxs in part:
+                    if self.dg.is_out_channel_pruning_fn(dep.handler):
+                        target = dep.target.module
+                        covered.setdefault(target, set()).update(int(i) for i in idxs)
+                        prunable = prunable and target not in ignored
+                if prunable:
+                    yield module, channels, part, ""
 
     def _unsupported(self, group: tp.Group) -> str:
         """Why a group cannot be pruned safely by construction ("" if it can)."""
@@ -441,14 +545,20 @@ class SRGraph:
             touched = {item.dep.target.module for item in trial._group(unit, range(unit.width))
                        if isinstance(item.dep.target.module, nn.Module)}
             saved = {m: _snapshot(m) for m in touched}
+            splits = channel_splits(trial.net)
+            alive = {module: list(rows) for module, rows in trial._alive.items()}
+            state = (unit.width, unit.channels)
             try:
                 trial.prune(unit, range(unit.width - 1))
                 trial.verify_output()
             except (SrpruneError, InternalError, RuntimeError, ValueError) as exc:
                 text = " ".join(str(exc).split())[:160]
                 by_name[name].blocked = f"pruning breaks the model: {text}"
-                for module, state in saved.items():  # undo the trial on the copy
-                    module.__dict__.update(state)
+                for module, snapshot in saved.items():  # undo the trial on the copy
+                    module.__dict__.update(snapshot)
+                set_channel_splits(trial.net, splits)
+                trial._alive = alive
+                unit.width, unit.channels = state
 
     def _width_and_block(self, group: tp.Group) -> tuple[int, int]:
         root_len = len(group[0].idxs)
@@ -461,18 +571,30 @@ class SRGraph:
                                f"channels meet a {width}-channel part (a split or slice)")
         return width, root_len // width
 
-    def _classify(self, group: tp.Group, members: list[Member]) -> str:
+    def _root_rows(self, unit: PruningUnit) -> list[int]:
+        """The root layer's current output channels that make up ``unit``, in unit order."""
+        if unit.channels is None:
+            return list(range(unit.width * unit.group_size))
+        alive = {row: i for i, row in enumerate(self._alive[self._root(unit)])}
+        return [alive[c] for c in unit.channels]
+
+    def _positions(self, unit: PruningUnit, block: int) -> dict[int, int]:
+        """Root channel (current numbering) -> unit channel."""
+        return {row: i // block for i, row in enumerate(self._root_rows(unit))}
+
+    def _classify(self, group: tp.Group, members: list[Member], segmented: bool = False) -> str:
         convs_out = [m for m in members if m.dim == "out"
                      and isinstance(m.module, (nn.Conv2d, nn.Linear))]
         if all(max(self._spatial.get(m.module, [(2, 2)]), default=(2, 2)) == (1, 1)
                for m in convs_out):
             return "attention"
         coupled = len(convs_out) > 1 or any(
-            type(item.dep.target.module).__name__ in ("_ConcatOp", "_SplitOp")
+            type(item.dep.target.module).__name__ in (
+                ("_ConcatOp",) if segmented else ("_ConcatOp", "_SplitOp"))
             for item in group)
         return "trunk" if coupled else "internal"
 
-    def _members_of(self, group: tp.Group, block: int) -> list[Member]:
+    def _members_of(self, group: tp.Group, position: dict[int, int]) -> list[Member]:
         members: list[Member] = []
         for item in group:
             module = item.dep.target.module
@@ -484,9 +606,9 @@ class SRGraph:
             dim = "out" if self.dg.is_out_channel_pruning_fn(fn) else "in"
             by_channel: dict[int, list[int]] = {}
             for idx, root_idx in zip(item.idxs, item.root_idxs):
-                by_channel.setdefault(root_idx // block, []).append(idx)
+                by_channel.setdefault(position[int(root_idx)], []).append(int(idx))
             sizes = {len(v) for v in by_channel.values()}
-            if len(sizes) != 1:
+            if len(sizes) != 1 or len(by_channel) != len(set(position.values())):
                 raise SrpruneError(f"irregular channel coupling at layer {self.names[module]}")
             index = torch.tensor([sorted(by_channel[j]) for j in sorted(by_channel)],
                                  dtype=torch.long)
@@ -494,18 +616,20 @@ class SRGraph:
         return members
 
     def _root(self, unit: PruningUnit) -> nn.Module:
-        return dict(self.net.named_modules())[unit.name]
+        return dict(self.net.named_modules())[unit.root or unit.name]
 
     def _group(self, unit: PruningUnit, channels: Sequence[int]) -> tp.Group:
         root = self._root(unit)
         fn = (tp.prune_linear_out_channels if isinstance(root, nn.Linear)
               else tp.prune_conv_out_channels)
-        idxs = [j * unit.group_size + t for j in channels for t in range(unit.group_size)]
+        rows = self._root_rows(unit)
+        idxs = [rows[j * unit.group_size + t] for j in channels for t in range(unit.group_size)]
         return self.dg.get_pruning_group(root, fn, idxs)
 
     def members(self, unit: PruningUnit) -> list[Member]:
         """Member layers with current indices of all ``unit.width`` channels."""
-        return self._members_of(self._group(unit, range(unit.width)), unit.group_size)
+        return self._members_of(self._group(unit, range(unit.width)),
+                                self._positions(unit, unit.group_size))
 
     # -- pruning -------------------------------------------------------------------
 
@@ -522,8 +646,28 @@ class SRGraph:
             if not self.dg.check_pruning_group(group):
                 raise SrpruneError(f"unit {unit.name}: pruning would empty a layer")
             group.prune()
+            self._forget_rows(group)
+            if unit.channels is not None:
+                unit.channels = [unit.channels[j * unit.group_size + t]
+                                 for j in keep_set for t in range(unit.group_size)]
             unit.width = len(keep_set)
+            self._install_splits()
         check_consistency(self.net)
+
+    def _forget_rows(self, group: tp.Group) -> None:
+        """Drop the pruned rows from the alive lists of segment roots."""
+        for dep, idxs in group:
+            alive = self._alive.get(dep.target.module)
+            if alive is not None and self.dg.is_out_channel_pruning_fn(dep.handler):
+                gone = {int(i) for i in idxs}
+                alive[:] = [row for i, row in enumerate(alive) if i not in gone]
+
+    def _install_splits(self) -> None:
+        """Let the net replay every channel split whose sizes pruning changed."""
+        changed = {number: list(op.split_sizes) for op, (number, sizes) in self._splits.items()
+                   if list(op.split_sizes) != sizes}
+        if changed:
+            set_channel_splits(self.net, {**channel_splits(self.net), **changed})
 
     def verify_output(self) -> None:
         """The pruned net still runs and keeps its output shape."""
@@ -535,9 +679,36 @@ class SRGraph:
             raise InternalError(f"the pruned model no longer runs: {exc}") from None
 
 
+def _segments(group: tp.Group, channels: list[int]) -> list[list[int]]:
+    """The root's channels cut by which layers they reach: channels that reach the same
+    layers form one segment (one segment when no split or slice separates them)."""
+    reach: dict[int, list[int]] = {c: [] for c in channels}
+    for k, item in enumerate(group):
+        for root_idx in {int(r) for r in item.root_idxs}:
+            if root_idx in reach:
+                reach[root_idx].append(k)
+    segments: dict[tuple[int, ...], list[int]] = {}
+    for c in channels:
+        segments.setdefault(tuple(reach[c]), []).append(c)
+    return sorted(segments.values(), key=lambda seg: seg[0])
+
+
+def _segment_label(channels: list[int]) -> str:
+    lo, hi = channels[0], channels[-1] + 1
+    return f"[{lo}:{hi}]" if hi - lo == len(channels) else f"[{lo}:{hi}:{len(channels)}]"
+
+
 def _snapshot(module: nn.Module) -> dict:
     """A module's own state (tensors and attributes, not its children) to undo a trial."""
-    return {k: copy.deepcopy(v) for k, v in module.__dict__.items() if k != "_modules"}
+    state = {}
+    for key, value in module.__dict__.items():
+        if key == "_modules":
+            continue
+        try:
+            state[key] = copy.deepcopy(value)
+        except TypeError:  # Torch-Pruning's op nodes hold autograd nodes: kept as they are
+            state[key] = value
+    return state
 
 
 def _out_channels(module: nn.Module) -> int:
