@@ -15,6 +15,7 @@ attributes.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -234,6 +235,9 @@ class PruningUnit:
     # a segment of the root's output channels (original numbering; None: all of them): a
     # split sends the root's channels to different places, and each part is its own unit
     channels: list[int] | None = field(default=None, repr=False)
+    # how one selectable channel's group_size rows lie among the root's rows: "block"
+    # (consecutive: PixelShuffle) or "strided" (one in each part: grouped convolutions)
+    layout: str = "block"
     _graph: SRGraph | None = field(default=None, repr=False, compare=False)
 
     def members(self) -> list[Member]:
@@ -436,7 +440,7 @@ class SRGraph:
                 units.append(unit)
                 continue
             try:
-                width, block = self._width_and_block(group)
+                width, block, unit.layout = self._width_and_block(group)
                 members = self._members_of(group, self._positions(unit, block))
             except SrpruneError as exc:  # a coupling we cannot map channel by channel
                 unit.blocked = str(exc)
@@ -448,9 +452,6 @@ class SRGraph:
             unit.consumers = [m.name for m in members if m.dim == "in"
                               and isinstance(m.module, (nn.Conv2d, nn.Linear))]
             unit.kind = self._classify(group, members, segmented=channels is not None)
-            reason = self._unsupported(group)
-            if reason:
-                unit.blocked = reason
             units.append(unit)
         rank = {m: i for i, m in enumerate(self._order)}
         modules = dict(self.net.named_modules())
@@ -483,7 +484,9 @@ class SRGraph:
                 continue
             try:
                 group = self.dg.get_pruning_group(module, pruner.prune_out_channels, free)
-                segments = _segments(group, free)
+                segments = (_segments(group, free) if any(
+                    isinstance(item.dep.target.module, tp.ops._SplitOp) for item in group)
+                    else [free])
                 parts = ([(None if len(free) == pruner.get_out_channels(module) else free,
                            group)] if len(segments) == 1 else
                          [(seg, self.dg.get_pruning_group(module, pruner.prune_out_channels,
@@ -502,16 +505,6 @@ class SRGraph:
                         prunable = prunable and target not in ignored
                 if prunable:
                     yield module, channels, part, ""
-
-    def _unsupported(self, group: tp.Group) -> str:
-        """Why a group cannot be pruned safely by construction ("" if it can)."""
-        for item in group:
-            module = item.dep.target.module
-            if (isinstance(module, nn.Conv2d) and module.groups > 1
-                    and not module.groups == module.in_channels == module.out_channels):
-                return (f"grouped convolution {self.names[module]} (groups={module.groups}) "
-                        "couples channels per group")
-        return ""
 
     def _risky(self, unit: PruningUnit) -> bool:
         """Units whose pruning only a trial can vouch for: reshapes, slices, token layers."""
@@ -560,7 +553,8 @@ class SRGraph:
                 trial._alive = alive
                 unit.width, unit.channels = state
 
-    def _width_and_block(self, group: tp.Group) -> tuple[int, int]:
+    def _width_and_block(self, group: tp.Group) -> tuple[int, int, str]:
+        """Selectable channels, rows per selectable channel, and how those rows lie."""
         root_len = len(group[0].idxs)
         width = min(len(item.idxs) for item in group
                     if isinstance(item.dep.target.module, nn.Module))
@@ -569,7 +563,26 @@ class SRGraph:
             raise SrpruneError(f"unsupported channel coupling at layer "
                                f"{self.names.get(group[0].dep.target.module)}: {root_len} "
                                f"channels meet a {width}-channel part (a split or slice)")
-        return width, root_len // width
+        parts = 1
+        for item in group:
+            conv = item.dep.target.module
+            if isinstance(conv, nn.Conv2d) and _grouped(conv):
+                parts = math.lcm(parts, conv.groups)
+                if shuffled or root_len % parts or len(item.idxs) != root_len:
+                    raise SrpruneError(
+                        f"grouped convolution {self.names[conv]} (groups={conv.groups}) "
+                        "couples channels per group" + (" and feeds a PixelShuffle"
+                                                        if shuffled else ""))
+        if parts > 1:
+            return root_len // parts, parts, "strided"
+        return width, root_len // width, "block"
+
+    def _rows_of(self, unit: PruningUnit, channels: Sequence[int]) -> list[int]:
+        """Positions among the unit's root rows of the given unit channels' rows."""
+        g = unit.group_size
+        if unit.layout == "strided":
+            return sorted(j + k * unit.width for j in channels for k in range(g))
+        return [j * g + t for j in channels for t in range(g)]
 
     def _root_rows(self, unit: PruningUnit) -> list[int]:
         """The root layer's current output channels that make up ``unit``, in unit order."""
@@ -580,7 +593,10 @@ class SRGraph:
 
     def _positions(self, unit: PruningUnit, block: int) -> dict[int, int]:
         """Root channel (current numbering) -> unit channel."""
-        return {row: i // block for i, row in enumerate(self._root_rows(unit))}
+        rows = self._root_rows(unit)
+        if unit.layout == "strided":
+            return {row: i % (len(rows) // block) for i, row in enumerate(rows)}
+        return {row: i // block for i, row in enumerate(rows)}
 
     def _classify(self, group: tp.Group, members: list[Member], segmented: bool = False) -> str:
         convs_out = [m for m in members if m.dim == "out"
@@ -623,7 +639,7 @@ class SRGraph:
         fn = (tp.prune_linear_out_channels if isinstance(root, nn.Linear)
               else tp.prune_conv_out_channels)
         rows = self._root_rows(unit)
-        idxs = [rows[j * unit.group_size + t] for j in channels for t in range(unit.group_size)]
+        idxs = [rows[i] for i in self._rows_of(unit, channels)]
         return self.dg.get_pruning_group(root, fn, idxs)
 
     def members(self, unit: PruningUnit) -> list[Member]:
@@ -648,8 +664,7 @@ class SRGraph:
             group.prune()
             self._forget_rows(group)
             if unit.channels is not None:
-                unit.channels = [unit.channels[j * unit.group_size + t]
-                                 for j in keep_set for t in range(unit.group_size)]
+                unit.channels = [unit.channels[i] for i in self._rows_of(unit, keep_set)]
             unit.width = len(keep_set)
             self._install_splits()
         check_consistency(self.net)
@@ -677,6 +692,11 @@ class SRGraph:
                 self._probe()
         except SrpruneError as exc:  # it ran before pruning: this is our bug
             raise InternalError(f"the pruned model no longer runs: {exc}") from None
+
+
+def _grouped(conv: nn.Conv2d) -> bool:
+    """A grouped convolution that is not depthwise (channels coupled per group)."""
+    return conv.groups > 1 and not conv.groups == conv.in_channels == conv.out_channels
 
 
 def _segments(group: tp.Group, channels: list[int]) -> list[list[int]]:
