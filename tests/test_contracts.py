@@ -58,9 +58,7 @@ FAST_OPTIONS = {
 
 # Structures the graph refuses today (per unit, with a reason): these models cannot reach
 # the contract's ratio yet. xfail(strict): the day one passes, this list must shrink.
-KNOWN_LIMITS = {
-    "carn-m": "grouped convolutions (groups 4) are refused per unit; the rest reaches 17.5 %",
-}
+KNOWN_LIMITS: dict[str, str] = {}  # architectures the contract cannot meet yet, with why
 
 
 # ----------------------------------------------------------------- helpers

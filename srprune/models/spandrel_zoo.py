@@ -186,20 +186,55 @@ def _functional_partial_conv(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([out, tail], dim=1)
 
 
+def _window_attention(self: nn.Module, x: torch.Tensor,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+    """SwinIR's window attention with its head width read from the ``qkv`` layer rather
+    than from the token width (the same numbers unpruned; after the trunk is pruned, the
+    attention keeps its own width)."""
+    batch, tokens, _ = x.shape
+    heads = self.num_heads
+    qkv = self.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    attn = (q * self.scale) @ k.transpose(-2, -1)
+    area = self.window_size[0] * self.window_size[1]
+    bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+    attn = attn + bias.view(area, area, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+    if mask is not None:
+        windows = mask.shape[0]
+        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
+            mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, heads, tokens, tokens)
+    attn = self.attn_drop(self.softmax(attn))
+    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
+    return self.proj_drop(self.proj(out))
+
+
+def _patch_unembed(self: nn.Module, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
+    """SwinIR's tokens back to a feature map, as wide as the tokens are."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], x_size[0], x_size[1])
+
+
+# spandrel classes whose forward is replaced (same numbers; see each function)
+_FUNCTIONAL_FORWARDS: dict[str, Callable[..., torch.Tensor]] = {
+    "PLKConv2d": _functional_partial_conv,
+    "WindowAttention": _window_attention,
+    "PatchUnEmbed": _patch_unembed,
+}
 _FUNCTIONAL: dict[type, type] = {}
 
 
-def functional_partial_convs(net: nn.Module) -> int:
-    """Switch PLKSR's ``PLKConv2d`` blocks to :func:`_functional_partial_conv`; returns how
-    many (state dict and module tree unchanged)."""
+def functional_forwards(net: nn.Module) -> int:
+    """Switch the blocks of :data:`_FUNCTIONAL_FORWARDS` to srprune's forward (the state
+    dict and module tree unchanged); returns how many."""
     switched = 0
     for module in net.modules():
         cls = type(module)
-        if cls.__name__ != "PLKConv2d" or not hasattr(module, "idx"):
+        forward = _FUNCTIONAL_FORWARDS.get(cls.__name__)
+        if forward is None or not cls.__module__.startswith("spandrel."):
             continue
         if cls not in _FUNCTIONAL:
             _FUNCTIONAL[cls] = type(cls.__name__, (cls,), {
-                "forward": _functional_partial_conv, "__module__": __name__})
+                "forward": forward, "__module__": __name__})
         module.__class__ = _FUNCTIONAL[cls]
         switched += 1
     return switched
@@ -218,7 +253,7 @@ def build_spandrel(package: str, class_name: str, scale: int,
                     config={"package": package, "class_name": class_name, "scale": scale,
                             "hyperparameters": dict(hyperparameters)})
     fused = fuse_reparameterized(net.eval())
-    functional_partial_convs(net)
+    functional_forwards(net)
     if fused:
         model.meta["reparameterized"] = fused
     return model

@@ -308,15 +308,27 @@ class SRGraph:
         self._alive: dict[nn.Module, list[int]] = {}  # roots of segments: original rows alive
 
     def _number_splits(self, recorder: SplitRecorder) -> dict[nn.Module, tuple[int, list[int]]]:
-        """Torch-Pruning's channel-split nodes -> (call number in a forward pass, sizes)."""
+        """Torch-Pruning's channel-split nodes -> (call number in a forward pass, sizes).
+
+        The sizes are the ones the call really produced (Torch-Pruning infers a chunk's
+        sizes from its consumers and can get them wrong); its mappings are redone with them.
+        """
         per_pass = max(1, self._n_split_calls)
-        number = {id(fn): i % per_pass for i, (_, _, fn) in enumerate(recorder.calls)
-                  if fn is not None}
+        calls = {id(fn): (i % per_pass, dim, sizes)
+                 for i, (dim, sizes, fn) in enumerate(recorder.calls) if fn is not None}
         found = {}
         for module, node in self.dg.module2node.items():
-            if (isinstance(module, tp.ops._SplitOp) and module.split_sizes is not None
-                    and id(node.grad_fn) in number):
-                found[module] = (number[id(node.grad_fn)], list(module.split_sizes))
+            call = calls.get(id(node.grad_fn))
+            if not isinstance(module, tp.ops._SplitOp) or call is None or call[1] != 1:
+                continue
+            number, _, sizes = call
+            module.split_sizes = list(sizes)
+            found[module] = (number, list(sizes))
+        if found:
+            for module in self.dg.module2node:
+                if isinstance(module, tp.ops._ConcatOp):
+                    module.concat_sizes = None
+            tp_index_mapping.update_index_mapping(self.dg)
         return found
 
     # -- inspection --------------------------------------------------------------
