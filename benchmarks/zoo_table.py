@@ -5,6 +5,12 @@ with ``--scope all``, whether it exports to ONNX with dynamic axes, and its bloc
     python benchmarks/zoo_table.py                       # print the markdown table
     python benchmarks/zoo_table.py --write README.md     # replace the table between markers
     python benchmarks/zoo_table.py --json out.json       # the rows as JSON too
+    python benchmarks/zoo_table.py --compress 0.5        # and compress each one for real
+
+``--compress R`` prunes each architecture by ``R`` with ``l1`` (``--scope internal``, or
+``all`` when the internal units cannot reach ``R``), runs the pruned net at two input
+sizes, exports it with parity against PyTorch and round-trips it as an artifact: the
+"l1 at R" column gives the achieved reduction and the scope.
 
 "prunable share" is the fraction of the primal parameters removed when every unit in
 ``--scope all`` keeps one channel (``PlanCost``, exact, no pruning): the most pruning can take.
@@ -25,6 +31,8 @@ import torch
 from srprune.errors import SrpruneError
 from srprune.measure.export import check_parity, export_onnx
 from srprune.models import model_spec
+from srprune.models.artifacts import load_artifact, save_artifact
+from srprune.prune.engine import compress
 from srprune.prune.graph import SRGraph
 from srprune.prune.plan import PlanCost
 from srprune.registry import MODELS
@@ -34,7 +42,40 @@ SOURCES = {"spandrel": "spandrel", "drn": "srprune (DRN authors' layout)",
            "srnet": "srprune (test net)"}
 
 
-def row(name: str, size: int) -> dict:
+def compressed(model: object, ratio: float, size: int) -> dict:
+    """Prune ``model`` by ``ratio`` with l1 and check what the contract tests check."""
+    t0 = time.perf_counter()
+    scope = "internal"
+    try:
+        result = compress(model, ratio, criterion="l1", scope=scope, input_size=(size, size))
+    except SrpruneError as exc:
+        if "no prunable unit" not in str(exc) and "out of reach" not in str(exc):
+            return {"error": str(exc)[:160]}
+        scope = "all"
+        try:
+            result = compress(model, ratio, criterion="l1", scope=scope,
+                              input_size=(size, size))
+        except SrpruneError as exc2:
+            return {"error": str(exc2)[:160]}
+    scale = model.scale
+    shapes_ok = True
+    with torch.no_grad():
+        for h, w in ((size, size), (size - 5, size + 3)):
+            out = model.net.eval()(torch.rand(1, 3, h, w) * 255)
+            shapes_ok = shapes_ok and tuple(out.shape) == (1, 3, h * scale, w * scale)
+    with tempfile.TemporaryDirectory() as folder:
+        exported = export_onnx(model, Path(folder) / "m.onnx", (size, size))
+        parity = check_parity(model, exported.path, (size, size)).max_abs_diff
+        loaded = load_artifact(save_artifact(model, Path(folder) / "m.srp"))
+        x = torch.rand(1, 3, size, size) * 255
+        with torch.no_grad():
+            round_trip = float((loaded.net(x) - model.net.eval()(x)).abs().max())
+    return {"ratio": ratio, "scope": scope, "achieved": round(result.ratio_achieved, 4),
+            "shapes_ok": shapes_ok, "parity": parity, "round_trip": round_trip,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def row(name: str, size: int, ratio: float | None = None) -> dict:
     spec = model_spec(name)
     scale = 4 if 4 in spec.scales else spec.scales[0]
     torch.manual_seed(0)
@@ -58,7 +99,8 @@ def row(name: str, size: int) -> dict:
             "params": model.n_params, "units": len(units), "blocked": len(blocked),
             "prunable_share": round(share, 3), "onnx": onnx, "dynamic": dynamic,
             "parity": parity, "blocked_reasons": [b.blocked for b in blocked],
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1),
+            "compressed": compressed(model, ratio, size) if ratio else None}
 
 
 REASONS = (("grouped convolution", "grouped convs"),
@@ -76,15 +118,32 @@ def reasons(blocked: list[str]) -> str:
     return "; ".join(f"{n} blocked: {kind}" for kind, n in counts.items())
 
 
+def pruned_cell(result: dict | None) -> str:
+    """The "l1 at R" column: achieved reduction and scope, or what failed."""
+    if not result:
+        return ""
+    if "error" in result:
+        return f"fails: {result['error'][:60]}"
+    ok = result["shapes_ok"] and result["parity"] <= 1e-3 and result["round_trip"] <= 1e-4
+    return (f"{result['achieved']:.1%} ({result['scope']})"
+            + ("" if ok else " (checks fail)"))
+
+
 def markdown(rows: list[dict]) -> str:
+    ratio = next((r["compressed"]["ratio"] for r in rows
+                  if r.get("compressed") and "ratio" in r["compressed"]), None)
+    extra = f" `l1` at {ratio} |" if ratio else ""
     lines = ["| architecture | source | params (x4) | units (blocked) | prunable share, "
-             "`--scope all` | ONNX | notes |", "|---|---|---:|---|---:|---|---|"]
+             f"`--scope all` |{extra} ONNX | notes |",
+             "|---|---|---:|---|---:|" + ("---:|" if ratio else "") + "---|---|"]
     for r in rows:
         onnx = r["onnx"] if r["onnx"].startswith("fails") else (
             f"{r['onnx']}, {'dynamic' if r['dynamic'] else 'fixed size'}")
         notes = reasons(r["blocked_reasons"])
+        pruned = f" {pruned_cell(r.get('compressed'))} |" if ratio else ""
         lines.append(f"| `{r['name']}` | {r['source']} | {r['params']:,} | {r['units']} "
-                     f"({r['blocked']}) | {r['prunable_share']:.0%} | {onnx} | {notes} |")
+                     f"({r['blocked']}) | {r['prunable_share']:.0%} |{pruned} {onnx} | "
+                     f"{notes} |")
     return "\n".join(lines) + "\n"
 
 
@@ -95,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", default=None, help="a file with the table markers to update")
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None, help="render rows measured earlier")
+    ap.add_argument("--compress", type=float, default=None, metavar="RATIO",
+                    help="also prune each model by RATIO with l1 and check the result")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -102,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [] if args.from_json else (args.only or MODELS.names()):
         if (name.startswith("drn-s") and name != "drn-s") or name == "testnet":
             continue  # the compressed DRN-S configs and test plugins: same structures
-        rows.append(row(name, args.size))
+        rows.append(row(name, args.size, args.compress))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     table = markdown(rows)
     print(table)
