@@ -25,7 +25,7 @@ ALLOWED = {
     "training": {"core", "models", "data", "io", "quality"},
     "prune": {"core", "models", "measure", "io"},
     "criteria": {"core", "prune", "training", "models", "io", "data"},
-    "search": {"core", "prune", "training", "models", "io", "data"},
+    "search": {"core", "prune", "training", "models", "io", "data", "measure"},
     "api": {"core", "criteria", "search", "prune", "training", "measure", "quality", "models",
             "data", "io"},
     "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data",

@@ -45,6 +45,7 @@ class CompressResult:
     quality_pruned: dict[str, Any] | None = None  # after pruning, before fine-tuning
     quality_after: dict[str, Any] | None = None
     finetune: dict[str, Any] | None = None
+    strategy_report: dict[str, Any] | None = None  # e.g. latency: target, predicted, measured
 
     @property
     def ratio_achieved(self) -> float:
@@ -71,6 +72,8 @@ class CompressResult:
             data["quality_after"] = _quality_brief(self.quality_after)
         if self.finetune is not None:
             data["finetune"] = self.finetune
+        if self.strategy_report is not None:
+            data["strategy_report"] = self.strategy_report
         if self.model.meta.get("reparameterized"):  # pruned in the deploy form: say so
             data["reparameterized"] = self.model.meta["reparameterized"]
         return data
@@ -158,7 +161,16 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     plan = plan_to_json(units, keep)
     model.plan = plan
     after = model_cost(model, input_size)
+    strategy_report = None
+    verify = getattr(strat, "verify", None)
+    if callable(verify):  # a strategy with a measured target checks it on the real model
+        t0 = time.perf_counter()
+        ctx.report("verify", 0, 1)
+        strategy_report = verify(original, model)
+        ctx.report("verify", 1, 1)
+        seconds["verify"] = time.perf_counter() - t0
     return CompressResult(model=model, plan=plan, before=before, after=after,
                           ratio_requested=sel.ratio if strat.uses_ratio else None,
                           criterion=sel.criterion,
-                          strategy=sel.strategy, scope=sel.scope, seconds=seconds)
+                          strategy=sel.strategy, scope=sel.scope, seconds=seconds,
+                          strategy_report=strategy_report)

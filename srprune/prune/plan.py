@@ -82,6 +82,19 @@ class PlanCost:
                                     d_out.size(keep, self.widths), calls)
         return total
 
+    def layer_widths(self, keep: Plan, names: Sequence[str] | None = None,
+                     ) -> dict[str, tuple[nn.Module, int, int]]:
+        """``(module, c_in, c_out)`` of every conv/linear layer (or of ``names``) under
+        ``keep``."""
+        chosen = self._layers if names is None else {n: self._layers[n] for n in names}
+        return {name: (module, d_in.size(keep, self.widths), d_out.size(keep, self.widths))
+                for name, (module, d_out, d_in) in chosen.items()}
+
+    def layers_of(self, unit: str) -> list[str]:
+        """Names of the conv/linear layers whose channel counts ``unit``'s width sets."""
+        return [name for name, (_, d_out, d_in) in self._layers.items()
+                if any(u == unit for u, _ in d_out.parts + d_in.parts)]
+
     def reduction(self, keep: Plan) -> float:
         """Fraction of the current primal parameters removed by ``keep``."""
         return 1.0 - self.params(keep) / self.params({})

@@ -1,0 +1,134 @@
+"""The ``latency`` strategy and its cached latency table.
+
+The search tests replace the conv timing with an analytic cost (MACs), so the chosen widths
+are deterministic; the end-to-end check still times the real models with ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import srprune
+from srprune.errors import SrpruneError
+from srprune.measure import latency_table
+from srprune.measure.latency_table import ConvShape, LatencyTable, conv_inputs, machine_key
+from srprune.models import build_model
+from srprune.search.latency import LatencyTarget
+
+SIZE = (16, 16)
+
+
+def macs_ms(shape: ConvShape) -> float:
+    """A deterministic stand-in for a measurement: 1 ms per 100 k MACs (+ a fixed cost), more
+    than the whole model takes, so the prediction follows the convolutions."""
+    h, w = shape.size
+    macs = shape.c_in // shape.groups * shape.c_out * shape.kernel[0] * shape.kernel[1] * h * w
+    return 0.01 + macs / 1e5
+
+
+@pytest.fixture
+def analytic_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(LatencyTable, "_measure_ort", lambda self, shape: macs_ms(shape))
+    return tmp_path / "cache"
+
+
+def tiny_drn():
+    torch.manual_seed(0)
+    return build_model("drn-t", 4, pretrained=False, n_blocks=1).eval()
+
+
+def test_the_plan_meets_the_predicted_target_and_is_verified(analytic_table):
+    model = tiny_drn()
+    result = srprune.compress(model, None, criterion="l1", strategy="latency",
+                              strategy_options={"speedup": 2.0, "runs": 3}, input_size=SIZE)
+    report = result.strategy_report
+    assert report["predicted_ms"] <= report["target_ms"]
+    assert report["target_ms"] == pytest.approx(report["unpruned_ms"] / 2.0, rel=1e-3)
+    assert report["measured_ms"] > 0 and report["measured_unpruned_ms"] > 0
+    assert report["measured_speedup"] == pytest.approx(
+        report["measured_unpruned_ms"] / report["measured_ms"], rel=1e-2)
+    assert result.ratio_requested is None and result.ratio_achieved > 0.2
+    assert result.summary()["strategy_report"] == report
+    # the table was measured once and cached: a second run measures nothing new
+    saved = json.loads(next(analytic_table.glob("latency-*.json")).read_text())
+    assert saved["machine"] == machine_key(1) and saved["entries"]
+
+
+def test_a_second_search_reads_the_cache_and_gives_the_same_plan(analytic_table):
+    plans, measured = [], []
+    for _ in range(2):
+        model = tiny_drn()
+        result = srprune.compress(model, None, criterion="l1", strategy="latency",
+                                  strategy_options={"speedup": 1.5, "runs": 2}, input_size=SIZE)
+        plans.append(result.plan["units"])
+        measured.append(result.strategy_report["shapes_measured"])
+    assert plans[0] == plans[1]
+    assert measured[0] > 0 and measured[1] == 0
+
+
+def test_the_plan_only_narrows_units(analytic_table):
+    """Some unit is narrowed, none is widened."""
+    model = tiny_drn()
+    result = srprune.compress(model, None, criterion="l1", strategy="latency",
+                              strategy_options={"speedup": 1.2, "runs": 2}, input_size=SIZE)
+    kept = result.plan["units"]
+    original = result.plan["original"]
+    assert any(kept[n] < original[n] for n in kept)
+    assert all(kept[n] <= original[n] for n in kept)
+
+
+def test_an_unreachable_target_is_one_clear_error(analytic_table):
+    with pytest.raises(SrpruneError, match="out of reach: the smallest model"):
+        srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                         strategy_options={"target_ms": 1e-6, "runs": 2}, input_size=SIZE)
+
+
+@pytest.mark.parametrize("options", [{}, {"speedup": 2.0, "target_ms": 1.0},
+                                     {"speedup": 0.5}, {"target_ms": -1.0}])
+def test_bad_targets_are_refused(options):
+    with pytest.raises(SrpruneError):
+        LatencyTarget(**options)
+
+
+def test_a_damaged_or_foreign_cache_is_one_clear_error(tmp_path):
+    path = tmp_path / "table.json"
+    path.write_text("{not json")
+    with pytest.raises(SrpruneError, match="unreadable"):
+        LatencyTable(path=path)
+    path.write_text(json.dumps({"format": "srprune-latency-table", "machine": machine_key(1),
+                                "entries": {"conv": -3}}))
+    with pytest.raises(SrpruneError, match="damaged"):
+        LatencyTable(path=path)
+    path.write_text(json.dumps({"format": "srprune-latency-table", "machine": "other",
+                                "entries": {}}))
+    with pytest.raises(SrpruneError, match="another machine"):
+        LatencyTable(path=path)
+
+
+def test_a_real_measurement_is_positive_and_cached(tmp_path):
+    table = LatencyTable(path=tmp_path / "t.json", runs=2, warmup=1)
+    shape = ConvShape.of(nn.Conv2d(4, 6, 3, padding=1), 4, 6, (8, 8))
+    first = table(shape)
+    assert first > 0 and table.measured == 1
+    assert table(shape) == first and table.measured == 1
+    table.save()
+    reloaded = LatencyTable(path=tmp_path / "t.json")
+    assert reloaded.entries == {shape.key(): first}
+
+
+def test_depthwise_convs_stay_depthwise_at_any_width():
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert ConvShape.of(conv, 5, 5, (4, 4)).groups == 5
+    assert ConvShape.of(nn.Conv2d(8, 8, 3, groups=2), 6, 8, (4, 4)).groups == 2
+
+
+def test_conv_inputs_gives_each_calls_input_size():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.PixelShuffle(2),
+                        nn.Conv2d(1, 3, 3, stride=2, padding=1))
+    assert conv_inputs(net, (6, 5)) == {"0": [(6, 5)], "2": [(12, 10)]}
+    assert latency_table.cache_dir().name
