@@ -36,15 +36,20 @@ def _split_dim(func: Callable, args: tuple, kwargs: dict) -> tuple[torch.Tensor,
 
 
 class SplitRecorder(TorchFunctionMode):
-    """Records every split/chunk call of the forward passes it sees, in order.
+    """Records every split/chunk call it sees, in order.
 
-    ``calls[i]`` is ``(dim, sizes, grad_fn)`` of the i-th call (``grad_fn`` of its first
-    output, which Torch-Pruning's split node keeps too).
+    Each entry of ``calls`` is ``(number, dim, sizes, grad_fn)``: the call's number within
+    its forward pass (call :meth:`new_pass` when one starts, e.g. from a forward pre-hook on
+    the net), and ``grad_fn`` of its first output, which Torch-Pruning's split node keeps too.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[tuple[int, list[int], Any]] = []
+        self.calls: list[tuple[int, int, list[int], Any]] = []
+        self.count = 0
+
+    def new_pass(self, *_args: Any) -> None:
+        self.count = 0
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
@@ -53,8 +58,9 @@ class SplitRecorder(TorchFunctionMode):
         if func in SPLIT_FUNCS:
             _, dim = _split_dim(func, args, kwargs)
             parts = list(out)
-            self.calls.append((dim, [int(p.shape[dim]) for p in parts],
+            self.calls.append((self.count, dim, [int(p.shape[dim]) for p in parts],
                                parts[0].grad_fn if parts else None))
+            self.count += 1
         return out
 
 

@@ -292,8 +292,8 @@ class SRGraph:
         self._probe()
         was_training = net.training
         recorder = SplitRecorder()
-        try:
-            with recorder:
+        try:  # split calls numbered per forward pass of the net, as the replay numbers them
+            with recorder, hooked([(net, recorder.new_pass)], kind="pre"):
                 self.dg = tp.DependencyGraph().build_dependency(
                     net, self.example, output_transform=_output_transform,
                     customized_pruners={nn.PixelShuffle: PixelShufflePruner()}, verbose=False,
@@ -313,9 +313,8 @@ class SRGraph:
         The sizes are the ones the call really produced (Torch-Pruning infers a chunk's
         sizes from its consumers and can get them wrong); its mappings are redone with them.
         """
-        per_pass = max(1, self._n_split_calls)
-        calls = {id(fn): (i % per_pass, dim, sizes)
-                 for i, (dim, sizes, fn) in enumerate(recorder.calls) if fn is not None}
+        calls = {id(fn): (number, dim, sizes)
+                 for number, dim, sizes, fn in recorder.calls if fn is not None}
         found = {}
         for module, node in self.dg.module2node.items():
             call = calls.get(id(node.grad_fn))
@@ -351,14 +350,12 @@ class SRGraph:
 
         watched = [m for m in self.net.modules()
                    if isinstance(m, (nn.Conv2d, nn.Linear, nn.PixelShuffle))]
-        counter = SplitRecorder()
         try:
-            with hooked((m, hook) for m in watched), torch.no_grad(), counter:
+            with hooked((m, hook) for m in watched), torch.no_grad():
                 out = _final(self.net(self.example))
         except Exception as exc:
             raise SrpruneError(f"the model fails on a {tuple(self.example.shape)} input: "
                                f"{exc}") from None
-        self._n_split_calls = len(counter.calls)
         if any(isinstance(m, nn.PixelShuffle) for m in self.net.modules()) and not any(
                 isinstance(m, nn.PixelShuffle) for m in self._order):
             raise SrpruneError("model defines a PixelShuffle it never calls")
@@ -545,25 +542,39 @@ class SRGraph:
         by_name = {u.name: u for u in units}
         trial = SRGraph(copy.deepcopy(self.net), self.scale, screen=False, **self._settings)
         trial_units = {u.name: u for u in trial.every_unit()}
-        for name in risky:
-            unit = trial_units[name]
-            touched = {item.dep.target.module for item in trial._group(unit, range(unit.width))
-                       if isinstance(item.dep.target.module, nn.Module)}
-            saved = {m: _snapshot(m) for m in touched}
-            splits = channel_splits(trial.net)
-            alive = {module: list(rows) for module, rows in trial._alive.items()}
-            state = (unit.width, unit.channels)
-            try:
-                trial.prune(unit, range(unit.width - 1))
-                trial.verify_output()
-            except (SrpruneError, InternalError, RuntimeError, ValueError) as exc:
-                text = " ".join(str(exc).split())[:160]
-                by_name[name].blocked = f"pruning breaks the model: {text}"
-                for module, snapshot in saved.items():  # undo the trial on the copy
-                    module.__dict__.update(snapshot)
-                set_channel_splits(trial.net, splits)
-                trial._alive = alive
-                unit.width, unit.channels = state
+        for name, reason in trial._trial([trial_units[n] for n in risky]).items():
+            by_name[name].blocked = f"pruning breaks the model: {reason}"
+
+    def _trial(self, units: list[PruningUnit]) -> dict[str, str]:
+        """Prune each unit by one channel and run the net once; when that fails, undo and
+        try the units one at a time (one forward pass when every unit is fine). Returns
+        ``{unit name: failure}`` of the units that break the net alone."""
+        touched = {item.dep.target.module for unit in units
+                   for item in self._group(unit, range(unit.width))
+                   if isinstance(item.dep.target.module, nn.Module)}
+        saved = {m: _snapshot(m) for m in touched}
+        splits = channel_splits(self.net)
+        alive = {module: list(rows) for module, rows in self._alive.items()}
+        states = [(unit.width, unit.channels) for unit in units]
+        try:
+            for unit in units:
+                self.prune(unit, range(unit.width - 1))
+            self.verify_output()
+            return {}
+        except (SrpruneError, InternalError, RuntimeError, ValueError) as exc:
+            failure = " ".join(str(exc).split())[:160]
+        for module, snapshot in saved.items():  # undo the trial on the copy
+            module.__dict__.update(snapshot)
+        set_channel_splits(self.net, splits)
+        self._alive = alive
+        for unit, (width, channels) in zip(units, states):
+            unit.width, unit.channels = width, channels
+        if len(units) == 1:
+            return {units[0].name: failure}
+        failures: dict[str, str] = {}
+        for unit in units:  # one by one: the culprits are often many (SwinIR's attention)
+            failures.update(self._trial([unit]))
+        return failures
 
     def _width_and_block(self, group: tp.Group) -> tuple[int, int, str]:
         """Selectable channels, rows per selectable channel, and how those rows lie."""
