@@ -28,8 +28,10 @@ ALLOWED = {
     "search": {"core", "prune", "training", "models", "io", "data", "measure"},
     "api": {"core", "criteria", "search", "prune", "training", "measure", "quality", "models",
             "data", "io"},
+    "compare": {"core", "api", "measure", "quality", "models", "data", "io"},
+    "deploy": {"core", "models", "measure", "quality", "data", "io"},
     "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data",
-            "io"},
+            "io", "compare", "deploy"},
     "root": {"core", "api"},
 }
 CORE = {"errors", "registry", "config", "hooks"}

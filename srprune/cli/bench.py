@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 from rich import box
 from rich.console import Console
@@ -20,6 +23,7 @@ from srprune.cli.common import (
     scale_option,
 )
 from srprune.cli.progress import ProgressReporter
+from srprune.errors import SrpruneError
 
 BUSY_CPU_PER_WALL = 0.9  # per thread; below it the process waited for a CPU
 
@@ -48,12 +52,14 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
     """Export MODEL_OR_FILE... to ONNX, check parity and time them on ONNX Runtime CPU.
 
     Models run interleaved (A B A B ...) on one random input; speed-ups are relative to the
-    first model. Each argument is a registered model name or an srprune artifact file.
+    first model. Each argument is anything the model front door takes (a registered name, an
+    artifact, a checkpoint) or an ONNX file (``*.onnx``: timed as it is, no export or parity;
+    params and MACs counted on its graph).
     """
     from srprune.measure.bench import add_roofline, benchmark
     from srprune.measure.roofline import available_cpus, measure_roofline
 
-    loaded = [(spec, load_model_arg(spec, scale, note_random=False)) for spec in models]
+    loaded = [(spec, _load(spec, scale, threads)) for spec in models]
     for _, model in loaded:
         check_input_size(input_size, model.scale)
     with ProgressReporter(quiet=as_json) as progress:
@@ -71,6 +77,18 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
     else:
         _print_table(records, with_torch, roofline)
     _warn_if_busy(records)
+
+
+def _load(spec: str, scale: int | None, threads: int) -> Any:
+    """An ``OnnxModel`` for ``*.onnx`` (its scale checked against ``--scale``), else an SRModel."""
+    from srprune.measure.onnx_file import is_onnx_path, open_onnx
+
+    if not is_onnx_path(spec):
+        return load_model_arg(spec, scale, note_random=False)
+    model = open_onnx(spec, threads)
+    if scale is not None and scale != model.scale:
+        raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
+    return model
 
 
 class _Phases:
@@ -117,10 +135,11 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
     rows = []
     for rec in records:
         lat = rec.latency
-        row = [rec.model, fmt_count(rec.params), fmt_count(rec.macs), f"{lat.median:.2f}",
-               f"{lat.p10:.1f}-{lat.p90:.1f}", f"{rec.speedup:.2f}x", f"{rec.gflops:.1f}"]
+        row = [rec.model, fmt_count(rec.params), _fmt(rec.macs, fmt_count),
+               f"{lat.median:.2f}", f"{lat.p10:.1f}-{lat.p90:.1f}", f"{rec.speedup:.2f}x",
+               _fmt(rec.gflops, "{:.1f}".format)]
         if roofline:
-            row.append(f"{rec.roofline['efficiency']:.1%}")
+            row.append(_fmt(rec.roofline["efficiency"], "{:.1%}".format))
         if with_torch:
             row += [f"{rec.torch_latency.median:.2f}", f"{rec.torch_speedup:.2f}x"]
         rows.append(row)
@@ -134,9 +153,15 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
     needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
     out = console if needed <= console.width else Console(width=needed)
     out.print(table)
-    worst = max(rec.parity_max_abs_diff for rec in records)
-    note = (f"opset {first.opset} ({first.exporter} exporter); max |torch - ORT| {worst:.2g} "
-            f"on 0..255; MACs = conv/linear multiply-accumulates")
+    parities = [rec.parity_max_abs_diff for rec in records if rec.parity_max_abs_diff is not None]
+    exported = next((rec for rec in records if rec.parity_max_abs_diff is not None), None)
+    note = (f"opset {exported.opset} ({exported.exporter} exporter); max |torch - ORT| "
+            f"{max(parities):.2g} on 0..255; " if exported is not None else "")
+    note += "MACs = conv/linear multiply-accumulates"
+    given = [rec.model for rec in records if rec.exporter == "onnx file"]
+    if given:
+        note += (f"; {', '.join(given)}: ONNX file(s) timed as given (no parity check; params "
+                 "and MACs of the exported graph, n/a where its shapes cannot be inferred)")
     ratios = [rec.latency.cpu_per_wall for rec in records]
     note += f"; CPU/wall time {min(ratios):.2f}-{max(ratios):.2f}"
     if roofline:
@@ -144,6 +169,10 @@ def _print_table(records: list, with_torch: bool, roofline: bool) -> None:
         note += (f"; efficiency vs SGEMM timed alongside: {first.roofline['peak_gflops']:.0f} "
                  f"GFLOP/s; standalone SGEMM GFLOP/s: {sgemm}")
     out.print(note)
+
+
+def _fmt(value: float | None, fmt: Callable[[float], str]) -> str:
+    return "n/a" if value is None else fmt(value)
 
 
 def _warn_if_busy(records: list) -> None:

@@ -28,13 +28,17 @@ from srprune.cli.progress import ProgressReporter
                    "sibling is used); 'builtin' (the default): the built-in evaluation photos.")
 @lr_dir_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ONNX Runtime threads, for a MODEL given as an .onnx file.")
 @json_option
 def command(model: str, scale: int | None, weights: str | None, data: str | None,
-            lr_dir: str | None, device: str, as_json: bool) -> None:
-    """Evaluate MODEL (name or artifact) on --data (or the built-in photos)."""
+            lr_dir: str | None, device: str, threads: int, as_json: bool) -> None:
+    """Evaluate MODEL (name, artifact, checkpoint or .onnx file) on --data (or the built-in
+    photos). An .onnx file runs on ONNX Runtime CPU."""
     from srprune.data.images import open_image_set
     from srprune.errors import SrpruneError
-    from srprune.quality.evaluate import evaluate_model
+    from srprune.measure.onnx_file import is_onnx_path, open_onnx
+    from srprune.quality.evaluate import evaluate_function, evaluate_model
 
     check_device(device)
     if data == "builtin":  # the built-in evaluation photos, as with compress --eval builtin
@@ -45,10 +49,21 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
         raise SrpruneError("--lr-dir needs --data (the HR folder its LR files belong to)")
     if lr_dir is not None and not Path(lr_dir).is_dir():
         raise SrpruneError(f"LR folder not found: {lr_dir}")
-    sr = load_model_arg(model, scale, weights)
+    if is_onnx_path(model):
+        if weights is not None or device != "cpu":
+            raise SrpruneError("--weights and --device apply to torch models, not to the ONNX "
+                               f"file {model}")
+        sr = open_onnx(model, threads)
+        if scale is not None and scale != sr.scale:
+            raise SrpruneError(f"{model} is a x{sr.scale} model, but --scale {scale} was given")
+    else:
+        sr = load_model_arg(model, scale, weights)
     images = open_image_set(data, sr.scale, lr_dir)
     with ProgressReporter(quiet=as_json) as progress:
-        result = evaluate_model(sr.to(device), images, device=device, progress=progress)
+        if is_onnx_path(model):
+            result = evaluate_function(sr.upscaler(threads), images, sr.scale, progress)
+        else:
+            result = evaluate_model(sr.to(device), images, device=device, progress=progress)
     result["model"], result["scale"] = model, sr.scale
     if images.notes:
         result["data_notes"] = images.notes

@@ -30,15 +30,23 @@ def evaluate_model(model: SRModel, image_set: Any, device: str = "cpu",
 
     ``progress(stage, done, total)`` is called before the first image and after each one.
     """
-    from srprune.quality.metrics import evaluate
-
     was_training = model.net.training
     model.net.eval()
     try:
-        images = image_set if progress is None else _Reported(image_set, progress, stage)
-        return evaluate(sr_function(model, device), images, model.scale)
+        return evaluate_function(sr_function(model, device), image_set, model.scale,
+                                 progress, stage)
     finally:
         model.net.train(was_training)
+
+
+def evaluate_function(sr_fn: Callable[[np.ndarray], np.ndarray], image_set: Any, scale: int,
+                      progress: Callable[[str, int, int], None] | None = None,
+                      stage: str = "eval") -> dict[str, Any]:
+    """:func:`evaluate_model` for any ``LR HxWx3 -> SR HxWx3`` function (an ONNX session)."""
+    from srprune.quality.metrics import evaluate
+
+    images = image_set if progress is None else _Reported(image_set, progress, stage)
+    return evaluate(sr_fn, images, scale)
 
 
 class _Reported:

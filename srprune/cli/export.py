@@ -1,0 +1,161 @@
+"""``srprune export``: a model to an ONNX file, FP32 or INT8 (ONNX Runtime's quantization)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from srprune.cli.common import (
+    check_input_size,
+    console,
+    input_size_option,
+    json_option,
+    load_model_arg,
+    lr_dir_option,
+    print_json,
+    scale_option,
+)
+from srprune.cli.progress import ProgressReporter
+from srprune.errors import SrpruneError
+
+
+@click.command("export")
+@click.argument("model", metavar="MODEL_OR_SRP")
+@click.option("--onnx", "onnx_path", type=click.Path(), required=True,
+              help="ONNX file to write (refused if it exists, unless --force).")
+@scale_option
+@click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
+@input_size_option()
+@click.option("--force", is_flag=True, help="Overwrite an existing --onnx file.")
+@click.option("--int8", is_flag=True,
+              help="Quantize to INT8 (QDQ, ONNX Runtime's tools), calibrated on --data.")
+@click.option("--data", type=click.Path(), default=None,
+              help="Images whose LR patches calibrate INT8 (a folder, or 'builtin').")
+@lr_dir_option
+@click.option("--eval", "eval_data", default="builtin", show_default=True, metavar="builtin|DIR",
+              help="Images (with HR) judging INT8 quality: the built-in photos or a folder.")
+@click.option("--max-drop", type=float, default=0.1, show_default=True,
+              help="Largest Y-PSNR drop (dB, vs FP32 on --eval) before layers go back to FP32.")
+@click.option("--max-float", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Cap on the layers kept in FP32.")
+@click.option("--calib-patches", type=click.IntRange(min=1), default=32, show_default=True,
+              help="LR calibration patches drawn from --data.")
+@click.option("--activations", type=click.Choice(["uint8", "int8"]), default="uint8",
+              show_default=True,
+              help="INT8 activation type (uint8: the fast one on x86 CPUs without VNNI).")
+@click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ONNX Runtime threads for evaluation and latency.")
+@click.option("--runs", "-n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Timed runs per model for the latency ratio.")
+@json_option
+def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
+            input_size: tuple[int, int], force: bool, int8: bool, data: str | None,
+            lr_dir: str | None, eval_data: str, max_drop: float, max_float: int,
+            calib_patches: int, activations: str, threads: int, runs: int,
+            as_json: bool) -> None:
+    """Export MODEL_OR_SRP to --onnx (FP32, parity checked), or INT8 with --int8 --data.
+
+    INT8: calibration on LR patches of --data, per-layer sensitivity and the most harmful
+    layers kept in FP32 until the PSNR drop on --eval is at most --max-drop; the report gives
+    parity, PSNR/SSIM of FP32 and INT8, the latency and size ratios.
+    """
+    from srprune.io.checkpoint import check_writable
+    from srprune.measure.export import check_parity, export_onnx
+
+    _check_options(int8, data, lr_dir, max_drop)
+    out = check_writable(onnx_path, force)
+    sr = load_model_arg(model, scale, weights)
+    check_input_size(input_size, sr.scale)
+    if not int8:
+        exported = export_onnx(sr, out, input_size, force=force, name=model)
+        parity = check_parity(sr, out, input_size, threads=threads, name=model)
+        result = {"model": model, "scale": sr.scale, **exported.as_dict(),
+                  "parity_max_abs_diff": parity.max_abs_diff}
+        if as_json:
+            print_json(result)
+        else:
+            console.print(f"wrote {out} ({exported.size_bytes / 1e6:.2f} MB, opset "
+                          f"{exported.opset}, {exported.exporter} exporter); max |torch - ORT| "
+                          f"{parity.max_abs_diff:.2g} on 0..255", markup=False, highlight=False)
+        return
+    report = _int8(sr, model, out, input_size, force, data, lr_dir, eval_data, max_drop,
+                   max_float, calib_patches, activations, threads, runs, as_json)
+    if as_json:
+        print_json({"model": model, "scale": sr.scale, **report.as_dict()})
+    else:
+        _print_report(report, model)
+
+
+def _check_options(int8: bool, data: str | None, lr_dir: str | None, max_drop: float) -> None:
+    """The bad inputs found before any work (nothing written yet)."""
+    if max_drop < 0:
+        raise SrpruneError(f"--max-drop must be >= 0 dB, got {max_drop:g}")
+    if int8 and data is None:
+        raise SrpruneError("--int8 needs --data: images whose LR patches calibrate INT8")
+    if data is not None and not int8:
+        raise SrpruneError("--data calibrates INT8; it needs --int8")
+    if data is not None and data != "builtin" and not Path(data).is_dir():
+        raise SrpruneError(f"data folder not found: {data}")
+    if lr_dir is not None and not Path(lr_dir).is_dir():
+        raise SrpruneError(f"LR folder not found: {lr_dir}")
+
+
+def _int8(sr: Any, model: str, out: Path, input_size: tuple[int, int], force: bool,
+          data: str | None, lr_dir: str | None, eval_data: str, max_drop: float,
+          max_float: int, calib_patches: int, activations: str, threads: int, runs: int,
+          as_json: bool) -> Any:
+    from srprune.data.images import open_image_set
+    from srprune.deploy.calibration import calibration_inputs
+    from srprune.deploy.int8 import quantize_int8
+    from srprune.measure.export import check_parity, export_onnx
+    from srprune.measure.quantize import Int8Settings
+
+    assert data is not None  # _check_options
+    calibration = calibration_inputs(data, sr.scale, calib_patches, lr_dir)
+    if eval_data != "builtin" and not Path(eval_data).is_dir():
+        raise SrpruneError(f"eval folder not found: {eval_data}")
+    pairs = list(open_image_set(None if eval_data == "builtin" else eval_data, sr.scale))
+    with tempfile.TemporaryDirectory(prefix="srprune-export-") as tmp, \
+            ProgressReporter(quiet=as_json) as progress:
+        fp32 = Path(tmp) / "fp32.onnx"
+        progress("export", 0, 1)
+        export_onnx(sr, fp32, input_size, name=model)
+        check_parity(sr, fp32, input_size, threads=threads, name=model)
+        progress("export", 1, 1)
+        return quantize_int8(fp32, out, calibration, pairs, sr.scale, max_drop, max_float,
+                             Int8Settings(activations), threads, input_size, runs=runs,
+                             force=force, progress=progress)
+
+
+def _print_report(report: Any, model: str) -> None:
+    fp, q = report.fp32_quality, report.int8_quality
+    lat, size = report.latency, report.size
+    h, w = lat["input_size"]
+    table = Table(title=f"{model}: FP32 vs INT8 ({report.eval_images} eval images, Y channel; "
+                        f"ORT {lat['threads']} thread(s), {h}x{w} LR)")
+    for col in ("", "PSNR", "SSIM", "median ms", "size MB"):
+        table.add_column(col, justify="left" if not col else "right")
+    table.add_row("FP32", f"{fp['psnr']:.3f}", f"{fp['ssim']:.4f}", f"{lat['fp32_ms']:.2f}",
+                  f"{size['fp32_bytes'] / 1e6:.3f}")
+    table.add_row("INT8", f"{q['psnr']:.3f}", f"{q['ssim']:.4f}", f"{lat['int8_ms']:.2f}",
+                  f"{size['int8_bytes'] / 1e6:.3f}")
+    console.print(table)
+    cpu = "n/a" if lat["cpu_ratio"] is None else f"{lat['cpu_ratio']:.3f}"
+    lines = [
+        f"wrote {report.path}",
+        f"INT8/FP32: latency ratio {lat['ratio']:.3f} ({lat['speedup']:.2f}x faster; CPU-time "
+        f"ratio {cpu}), size "
+        f"ratio {size['ratio']:.3f}; PSNR vs FP32 output {report.psnr_vs_fp32:.2f} dB; max "
+        f"|INT8 - FP32| {report.parity_max_abs_diff:.1f} on 0..255",
+        f"plain PTQ drop {report.plain_ptq.drop:.3f} dB; final drop {report.drop:.3f} dB",
+        report.verdict(),
+    ]
+    lines += [f"  FP32 layer: {name}" for name in report.float_layers]
+    if report.float_layers:
+        lines.append(f"  nodes excluded from quantization: {', '.join(report.float_nodes)}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
