@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from srprune.config import FineTune, RunConfig
+from srprune.config import DISTILL_WEIGHT, FineTune, RunConfig
 from srprune.data.images import ImageSet, PatchSampler, open_image_set
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable, save_checkpoint
@@ -22,6 +23,7 @@ from srprune.prune.engine import (
     make_strategy,
 )
 from srprune.quality.evaluate import evaluate_model
+from srprune.training import distributed
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 from srprune.training.validation import validation_patches
 
@@ -105,6 +107,8 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
                                   calib.patch, config.seed, progress, lr_dir=calib.lr_dir)
     eval_set = _eval_set(config.evaluate, model.scale)
     quality_before = _quality(model, eval_set, config.device, progress, "eval: before")
+    teacher = (copy.deepcopy(model) if tune.steps and (tune.distill_weight
+                                                       or tune.distill_features) else None)
     result = compress(model, batches=batches, config=config, progress=progress)
     result.quality_before = quality_before
     if tune.steps:
@@ -113,10 +117,10 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
                                          "eval: pruned")
         if progress is not None:
             progress("finetune", 0, tune.steps)
-        result.finetune = _finetune(model, calib.data, tune, config, progress)
+        result.finetune = _finetune(model, calib.data, tune, config, progress, teacher)
         result.seconds["finetune"] = time.perf_counter() - t0
     result.quality_after = _quality(model, eval_set, config.device, progress, "eval: after")
-    if out is not None:
+    if out is not None and distributed.is_main():  # under torchrun, rank 0 alone writes
         save_artifact(model.to("cpu"), out, meta={"source": source, **result.summary()},
                       force=force)
     return result
@@ -137,27 +141,62 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                 out: str | Path | None = None, force: bool = False,
                 on_step: Any = None, pinned: tuple[str, ...] = (),
                 on_start: Callable[[int], None] | None = None,
-                lr_dir: str | Path | None = None) -> dict[str, Any]:
+                lr_dir: str | Path | None = None, checkpoint_every: int = 500,
+                teacher: SRModel | str | None = None, distill_weight: float | None = None,
+                distill_features: float = 0.0, bf16: bool = False,
+                channels_last: bool = False) -> dict[str, Any]:
     """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
 
     ``lr_dir`` holds LR files ``X{f}/<name>x{f}.png`` for the HR images in ``data`` (else
     the folder's layout decides, see :func:`srprune.data.images.open_image_set`).
 
     Registered names start from random weights unless ``weights`` is given; artifacts (pruned
-    models) are fine-tuned from their own weights and written back as artifacts.
+    models) are fine-tuned from their own weights and written back as artifacts. ``teacher``
+    (a model or anything :func:`~srprune.models.resolve_model` takes, e.g. the unpruned
+    model's name) is distilled from with ``distill_weight`` (SR output; default
+    :data:`srprune.config.DISTILL_WEIGHT` with a teacher, else 0) and ``distill_features``
+    (features at unit consumers), see :mod:`srprune.training.distill`.
+    ``bf16`` and ``channels_last`` apply on CUDA only.
 
     Nothing is replaced by surprise and nothing is lost. Settings and every output target are
     checked before any work: ``out`` may replace a file only with ``force``; ``checkpoint``
-    (the resumable state, saved every 500 steps, at the end and on Ctrl-C) may name an
-    existing file only with ``resume`` (continue that run) or ``force`` (start over). With
-    ``resume`` the run continues the checkpoint's run with its settings (``batch``, ``patch``,
-    ``seed``, ``lr``, ``dual_weight``; ``summary["resumed"]["adopted"]`` lists those that
-    differ from the arguments), except that settings named in ``pinned`` must match it;
-    ``steps`` is where the run ends. Ctrl-C raises :class:`~srprune.errors.Interrupted` (a
-    ``TrainingInterrupted``) once the checkpoint is saved.
+    (the resumable state, saved every ``checkpoint_every`` steps, at the end and on Ctrl-C)
+    may name an existing file only with ``resume`` (continue that run) or ``force`` (start
+    over). With ``resume`` the run continues the checkpoint's run with its settings
+    (``batch``, ``patch``, ``seed``, ``lr``, ``dual_weight``; ``summary["resumed"]["adopted"]``
+    lists those that differ from the arguments), except that settings named in ``pinned``
+    must match it; ``steps`` is where the run ends. Ctrl-C raises
+    :class:`~srprune.errors.Interrupted` (a ``TrainingInterrupted``) once the checkpoint is
+    saved.
+
+    Under ``torchrun`` the process group is started here (unless the caller started one),
+    ``batch`` is the global batch, and rank 0 alone writes ``out`` and the checkpoint.
     """
+    with distributed.session(device):
+        return _train(model, data, scale=scale, steps=steps, weights=weights,
+                      dual_weight=dual_weight, patch=patch, batch=batch, lr=lr, seed=seed,
+                      device=device, checkpoint=checkpoint, resume=resume, out=out,
+                      force=force, on_step=on_step, pinned=pinned, on_start=on_start,
+                      lr_dir=lr_dir, checkpoint_every=checkpoint_every, teacher=teacher,
+                      distill_weight=distill_weight, distill_features=distill_features,
+                      bf16=bf16, channels_last=channels_last)
+
+
+def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: int,
+           weights: str | None, dual_weight: float, patch: int, batch: int, lr: float,
+           seed: int, device: str, checkpoint: str | None, resume: bool,
+           out: str | Path | None, force: bool, on_step: Any, pinned: tuple[str, ...],
+           on_start: Callable[[int], None] | None, lr_dir: str | Path | None,
+           checkpoint_every: int, teacher: SRModel | str | None,
+           distill_weight: float | None, distill_features: float, bf16: bool,
+           channels_last: bool) -> dict[str, Any]:
+    """:func:`train_model` inside its process-group session."""
+    import torch
+
+    from srprune.training.distill import check_weights
     from srprune.training.loss import ensure_duals
     from srprune.training.trainer import (
+        check_gpu_options,
         check_model_fits,
         check_target,
         check_train_settings,
@@ -167,6 +206,16 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
 
     check_train_settings(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
                          seed=seed)
+    if distill_weight is None:
+        distill_weight = DISTILL_WEIGHT if teacher is not None else 0.0
+    check_weights(distill_weight, distill_features)
+    check_gpu_options(device, bf16=bf16, channels_last=channels_last)
+    if (distill_weight or distill_features) and teacher is None:
+        raise SrpruneError("--distill-weight and --distill-features need --teacher MODEL (the "
+                           "unpruned model to distil from)")
+    world = distributed.world()
+    distributed.check_batch(batch, "--batch", world)
+    device = distributed.local_device(device)
     if out is not None:
         check_writable(out, force)
         check_target(out)
@@ -183,7 +232,10 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
     if lr_dir is not None and not Path(lr_dir).is_dir():
         raise SrpruneError(f"LR folder not found: {lr_dir}")
     is_artifact = isinstance(model, str) and is_artifact_path(model)
+    torch.manual_seed(seed)  # random initial weights (and new dual nets) follow the seed
     sr = ensure_duals(_training_model(model, scale, weights))
+    if isinstance(teacher, str):
+        teacher = resolve_model(teacher, sr.scale)
     run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
     state, adopted, extra = None, {}, {}
     if resume and checkpoint is not None:
@@ -201,12 +253,16 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                                    "--resume")
             adopted[key] = saved[key]
         run.update(adopted)
+        distributed.check_batch(run["batch"], f"{checkpoint}'s batch", world)
         extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"])),
                  "warmup": int(saved.get("warmup", 0))}
     sampler = PatchSampler(open_image_set(data, sr.scale, lr_dir), sr.scale, run["patch"],
-                           run["batch"], seed=run["seed"])
-    config = TrainConfig(steps=steps, **run, **extra, device=device)
-    trainer = Trainer(sr, sampler, config)
+                           run["batch"], seed=run["seed"], rank=world.rank, ranks=world.size)
+    config = TrainConfig(steps=steps, **run, **extra, device=device,
+                         checkpoint_every=checkpoint_every, distill_weight=distill_weight,
+                         distill_features=distill_features, bf16=bf16,
+                         channels_last=channels_last)
+    trainer = Trainer(sr, sampler, config, teacher=teacher)
     if state is not None:
         trainer.resume(checkpoint, state)
     if on_start is not None:  # every check passed: the training itself starts here
@@ -214,11 +270,12 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
     log = trainer.run(checkpoint=checkpoint, on_step=on_step)
     summary = {"steps": trainer.step, "seconds": round(trainer.elapsed, 2),
                "final_loss": log.loss[-1] if log.loss else float("nan"),
+               "processes": world.size,
                "config": {k: v for k, v in vars(config).items()}}
     if state is not None:
         summary["resumed"] = {"checkpoint": str(checkpoint), "step": state["step"],
                               "adopted": adopted}
-    if out is not None:
+    if out is not None and world.main:
         if is_artifact:
             save_artifact(sr.to("cpu"), out, meta={"trained": summary}, force=force)
         else:
@@ -242,31 +299,57 @@ def _quality(model: SRModel, eval_set: ImageSet | None, device: str,
 
 
 def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
-              progress: ProgressFn | None) -> dict[str, Any]:
-    """Dual-regression fine-tuning of the pruned model (cosine schedule from ``tune.lr``).
+              progress: ProgressFn | None, teacher: SRModel | None = None) -> dict[str, Any]:
+    """Dual-regression fine-tuning of the pruned model (cosine schedule from ``tune.lr``),
+    distilling from ``teacher`` (the unpruned model) when ``tune`` asks for it.
 
     On Ctrl-C the pruned model is saved as it is to the run's ``out`` (when there is one),
     with a training checkpoint beside it (``OUT.ckpt``, or ``OUT.<n>.ckpt`` when that exists
-    and ``force`` is off), and ``Interrupted`` says how ``srprune train`` continues the run.
+    and ``force`` is off) and, when distilling, the teacher as an artifact
+    (``OUT.teacher.srp``, numbered alike), and ``Interrupted`` says how ``srprune train``
+    continues the run.
+    Under torchrun (a process group is started here if none is running) the batch is
+    global, validation scores come from rank 0, and rank 0 alone writes.
     """
+    with distributed.session(config.device) as world:
+        distributed.check_batch(tune.batch, "--finetune-batch", world)
+        return _finetune_run(model, data, tune, config, progress, teacher, world)
+
+
+def _free_path(out: str, suffix: str, force: bool) -> Path:
+    """``OUT<suffix>``, or ``OUT.<n><suffix>`` for the first n free when it exists (no force)."""
+    path, n = Path(f"{out}{suffix}"), 1
+    while path.exists() and not force:
+        path, n = Path(f"{out}.{n}{suffix}"), n + 1
+    return path
+
+
+def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
+                  progress: ProgressFn | None, teacher: SRModel | None,
+                  world: distributed.World) -> dict[str, Any]:
     import shlex
 
     from srprune.errors import Interrupted
     from srprune.training.trainer import TrainingInterrupted
 
+    device = distributed.local_device(config.device)
     lr_dir = config.calibration.lr_dir
     images = open_image_set(data, model.scale, lr_dir)
-    sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1)
+    sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1,
+                           rank=world.rank, ranks=world.size)
     train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
                                lr=tune.lr, dual_weight=config.dual_weight, seed=config.seed,
-                               device=config.device, warmup=tune.steps // 20)
-    trainer = Trainer(model, sampler, train_config)
+                               device=device, warmup=tune.steps // 20,
+                               distill_weight=tune.distill_weight,
+                               distill_features=tune.distill_features, bf16=tune.bf16,
+                               channels_last=tune.channels_last)
+    trainer = Trainer(model, sampler, train_config, teacher=teacher)
     validation = validation_patches(images, model.scale, tune.patch, VALIDATION_PATCHES,
                                     config.seed)
-    best = _Best(model, validation.psnr(model, config.device))
+    best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
 
     def evaluate(m: SRModel) -> dict[str, float]:
-        psnr = validation.psnr(m, config.device)
+        psnr = distributed.from_main(lambda: validation.psnr(m, device))
         best.offer(trainer.step, psnr)
         return {"psnr": round(psnr, 4)}
 
@@ -279,9 +362,9 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
         out, force = config.output.path, config.output.force
         if out is None:
             raise Interrupted(f"{where}; nothing saved (no output path was given)") from None
-        ckpt, n = Path(f"{out}.ckpt"), 1
-        while ckpt.exists() and not force:
-            ckpt, n = Path(f"{out}.{n}.ckpt"), n + 1
+        if not world.main:
+            raise Interrupted(f"{where} (rank {world.rank}: rank 0 saves the model)") from None
+        ckpt = _free_path(out, ".ckpt", force)
         trainer.save(ckpt)
         model.net.eval()
         save_artifact(model.to("cpu"), out, force=force,
@@ -289,12 +372,20 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                           "finetune_step": trainer.step, "finetune_steps": tune.steps,
                           "checkpoint": str(ckpt)}})
         quote = shlex.quote
+        saved, distil = f"a training checkpoint to {ckpt}", ""
+        if teacher is not None:
+            teacher_path = _free_path(out, ".teacher.srp", force)
+            save_artifact(teacher.to("cpu"), teacher_path, force=force,
+                          meta={"teacher_of": str(out)})
+            saved += f" and the unpruned teacher to {teacher_path}"
+            distil = (f" --teacher {quote(str(teacher_path))} --distill-weight "
+                      f"{tune.distill_weight} --distill-features {tune.distill_features}")
         raise Interrupted(
-            f"{where}; saved the pruned model as it is to {out} and a training checkpoint to "
-            f"{ckpt}; continue with: srprune train {quote(str(out))} --data "
+            f"{where}; saved the pruned model as it is to {out} and {saved}; continue with: "
+            f"srprune train {quote(str(out))} --data "
             f"{quote(str(data))}"
             + (f" --lr-dir {quote(str(lr_dir))}" if lr_dir is not None else "")
-            + f" --steps {tune.steps} --checkpoint {quote(str(ckpt))} "
+            + f" --steps {tune.steps} --checkpoint {quote(str(ckpt))}{distil} "
             "--resume --out NEW.srp") from None
     last = log.evals[-1]["psnr"] if log.evals else best.start
     kept = "last"
@@ -304,6 +395,8 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     model.net.eval()
     return {"steps": tune.steps, "lr": tune.lr, "warmup": train_config.warmup,
             "batch": tune.batch, "patch": tune.patch, "dual_weight": config.dual_weight,
+            "distill_weight": tune.distill_weight, "distill_features": tune.distill_features,
+            "processes": world.size,
             "final_loss": round(log.loss[-1], 4), "seconds": round(trainer.elapsed, 1),
             "validation": {"patches": validation.size, "every": every,
                            "start_psnr": round(best.start, 4),

@@ -22,6 +22,12 @@ def official_keys() -> dict:
 
 
 @pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Measured latency tables go to a folder of the test session, not ~/.cache."""
+    monkeypatch.setenv("SRPRUNE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
     yield

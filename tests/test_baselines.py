@@ -12,7 +12,8 @@ from torch import nn
 from srprune.criteria.cp import ChannelPruning, lasso
 from srprune.criteria.gram import ChannelGram, channel_gram, output_error
 from srprune.criteria.least_squares import least_squares_update, ridge_solve
-from srprune.criteria.sampling import ConsumerStats, collect_stats, patches
+from srprune.criteria.magnitude import L1Magnitude
+from srprune.criteria.sampling import ConsumerStats, collect_stats, conv_consumers, patches
 from srprune.criteria.thinet import ThiNet, greedy_removal
 from srprune.errors import SrpruneError
 from srprune.hooks import capture_layer
@@ -322,14 +323,16 @@ def test_grouped_consumers_are_refused():
 
     model = SRModel(net=net, scale=2, arch="test")
     ctx = context(model, make_batches(n=1))
-    # the graph refuses the unit feeding a grouped conv, so no criterion ever sees it ...
-    assert not any("2" in u.consumers for u in ctx.graph.units("all"))
-    blocked = next(u for u in ctx.graph.blocked_units() if u.name == "0")
-    assert "grouped convolution 2 (groups=2)" in blocked.blocked
-    # ... and the reconstruction criteria refuse grouped consumers themselves too
-    blocked.blocked, blocked.consumers = "", ["2"]
+    # the graph prunes the unit feeding a grouped conv group-aligned (data-free criteria) ...
+    unit = next(u for u in ctx.graph.units("all") if u.name == "0")
+    assert unit.consumers == ["2"] and unit.layout == "strided" and not unit.blocked
+    # ... where the reconstruction criteria fall back to L1, saying so
+    expected = L1Magnitude().score(unit, ctx).topk(2).indices.sort().values.tolist()
+    with pytest.warns(UserWarning, match="grouped convolution 2; its channels are chosen by L1"):
+        assert ChannelPruning().select(unit, 2, ctx) == expected
+    # sampling itself still refuses a grouped consumer in one clear line
     with pytest.raises(SrpruneError, match="groups=2"):
-        ChannelPruning().select(blocked, 4, ctx)
+        conv_consumers(unit, "cp")
 
 
 def test_drn_pixel_shuffle_unit():

@@ -140,6 +140,8 @@ def strategy_options(cls: type, plan: str) -> dict:
     options = fast_options(cls)
     if "plan" in (accepted_options(cls) or ()):
         options["plan"] = plan  # from-file and anything else that reads a plan file
+    if "speedup" in (accepted_options(cls) or ()):
+        options.update(speedup=1.1, runs=2)  # a measured latency target (latency)
     return options
 
 

@@ -132,3 +132,31 @@ def test_conv_inputs_gives_each_calls_input_size():
                         nn.Conv2d(1, 3, 3, stride=2, padding=1))
     assert conv_inputs(net, (6, 5)) == {"0": [(6, 5)], "2": [(12, 10)]}
     assert latency_table.cache_dir().name
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from srprune.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_latency_target_prints_target_prediction_and_measurement(analytic_table,
+                                                                     tmp_path):
+    out = tmp_path / "fast.srp"
+    result = _cli("compress", "drn-t", "--scale", "4", "--strategy", "latency", "--speedup",
+                  "1.5", "--input-size", "16", "16", "--strategy-opt", "runs=2",
+                  "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["strategy_report"]
+    assert report["threads"] == 1 and report["input_size"] == [16, 16]
+    assert report["predicted_ms"] <= report["target_ms"] and out.exists()
+
+
+def test_cli_latency_flags_need_the_latency_strategy(tmp_path):
+    result = _cli("compress", "drn-t", "--ratio", "0.5", "--speedup", "2",
+                  "--out", str(tmp_path / "x.srp"))
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --target-latency and --speedup go with")
+    assert not (tmp_path / "x.srp").exists()

@@ -374,9 +374,10 @@ def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_weights(photo_dir, tmp_p
 
 
 def test_ctrl_c_during_compress_finetuning_saves_model_and_checkpoint(photo_dir, tmp_path):
+    # keep "last": the continuation (srprune train) returns the last step's weights
     settings = {"criterion": "l1", "data": str(photo_dir), "calib_batches": 1, "calib_batch": 2,
                 "calib_patch": 8, "finetune_steps": 4, "finetune_batch": 2,
-                "finetune_patch": 8}
+                "finetune_patch": 8, "finetune_keep": "last"}
 
     def stop(stage, done, _total):
         if stage == "finetune" and done == 2:
@@ -548,7 +549,9 @@ def test_ctrl_c_during_compress_finetuning_keeps_an_existing_checkpoint(photo_di
     earlier = tmp_path / "p.srp.ckpt"
     earlier.write_bytes(b"an earlier run")
     before = digest(earlier)
-    with pytest.raises(Interrupted, match=f"a training checkpoint to {tmp_path}/p.srp.1.ckpt;"):
+    with pytest.raises(Interrupted, match=f"a training checkpoint to {tmp_path}/p.srp.1.ckpt "
+                                          f"and the unpruned teacher to {tmp_path}/p.srp"
+                                          r".teacher.srp;"):
         compress_model(tiny(), 0.5, criterion="l1", data=str(photo_dir), calib_batches=1,
                        calib_batch=2, calib_patch=8, finetune_steps=2, finetune_batch=2,
                        finetune_patch=8, out=str(out), progress=stop)
@@ -591,3 +594,37 @@ def test_finetuning_never_returns_worse_weights_silently(photo_dir, keep):
                    zip(model.net.state_dict().values(), pruned.net.state_dict().values()))
     else:
         assert v["kept"] == "last" and v["last_psnr"] < v["start_psnr"]
+
+
+def test_training_from_random_weights_follows_the_seed(photo_dir, tmp_path):
+    def weights(seed: int, name: str) -> dict:
+        out = tmp_path / name
+        r = CliRunner().invoke(main, [*train_args(photo_dir, "--out", str(out), steps=1),
+                                      "--seed", str(seed)])
+        assert r.exit_code == 0, r.output
+        return torch.load(out, weights_only=True)["net"]
+
+    a, b, c = weights(4, "a.pt"), weights(4, "b.pt"), weights(5, "c.pt")
+    assert same_weights(a, b)
+    assert not same_weights(a, c)
+
+
+def test_cli_train_checkpoint_every_must_be_positive(photo_dir, tmp_path):
+    r = CliRunner().invoke(main, train_args(photo_dir, "--out", str(tmp_path / "w.pt"),
+                                            "--checkpoint-every", "0"))
+    one_error(r, 2, "--checkpoint-every must be an integer >= 1, got 0")
+    assert not (tmp_path / "w.pt.ckpt").exists()
+
+
+def test_cli_train_threads(photo_dir, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        r = CliRunner().invoke(main, train_args(photo_dir, "--out", str(tmp_path / "w.pt"),
+                                                "--threads", "0"))
+        one_error(r, 2, "--threads must be an integer >= 1, got 0")
+        r = CliRunner().invoke(main, train_args(photo_dir, "--out", str(tmp_path / "w.pt"),
+                                                "--threads", "1"))
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -8,8 +8,10 @@ import click
 from rich.table import Table
 
 from srprune.cli.common import (
+    check_device,
     console,
     fmt_count,
+    input_size_option,
     json_option,
     load_model_arg,
     lr_dir_option,
@@ -39,6 +41,13 @@ from srprune.io.checkpoint import check_writable
               help="Never keep fewer channels in a unit (uniform strategy).")
 @click.option("--plan", "plan_file", type=click.Path(), default=None,
               help="Plan file for --strategy from-file (JSON or the authors' text format).")
+@click.option("--target-latency", type=float, default=None, metavar="MS",
+              help="Strategy latency: ONNX Runtime latency to reach at --input-size.")
+@click.option("--speedup", type=float, default=None, metavar="X",
+              help="Strategy latency: be X times faster than the unpruned model.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Strategy latency: ONNX Runtime threads the target is measured with.")
+@input_size_option()
 @click.option("--data", type=click.Path(), default=None,
               help="HR image folder (or EDSR benchmark layout, or DIV2K *_HR) for calibration and "
                    "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
@@ -65,6 +74,16 @@ from srprune.io.checkpoint import check_writable
               show_default=True, help="Validation every N steps (0: ten times a run).")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
+@click.option("--distill-weight", type=float, default=FineTune.distill_weight,
+              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
+                                      "SR output (0: off).")
+@click.option("--distill-features", type=float, default=FineTune.distill_features,
+              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
+                                      "features at unit consumers (0: off).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--bf16", is_flag=True, help="Fine-tuning: bf16 autocast (CUDA only).")
+@click.option("--channels-last", is_flag=True,
+              help="Fine-tuning: channels-last memory format (CUDA only).")
 @click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
               help="Report PSNR/SSIM before and after on these images.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -72,15 +91,26 @@ from srprune.io.checkpoint import check_writable
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @json_option
 def command(model: str, scale: int | None, weights: str | None, round_to: int,
-            min_width: int, plan_file: str | None, criterion_opt: tuple[str, ...],
+            min_width: int, plan_file: str | None, target_latency: float | None,
+            speedup: float | None, threads: int, criterion_opt: tuple[str, ...],
             strategy_opt: tuple[str, ...], eval_data: str | None, as_json: bool,
             **settings: Any) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
     from srprune.api import check_plugins, compress_model  # deferred: fast `--help`
+    from srprune.training import distributed
 
-    if settings["ratio"] is None and settings["strategy"] != "from-file":
-        raise SrpruneError("--ratio is required (except with --strategy from-file)")
+    check_device(settings["device"])
+    latency = settings["strategy"] == "latency"
+    if settings["ratio"] is None and settings["strategy"] not in ("from-file", "latency"):
+        raise SrpruneError("--ratio is required (except with --strategy from-file or latency)")
+    if (target_latency is not None or speedup is not None) and not latency:
+        raise SrpruneError("--target-latency and --speedup go with --strategy latency")
     strategy_options: dict[str, Any] = parse_options(strategy_opt, "--strategy-opt")
+    if latency:
+        for key, value in (("target_ms", target_latency), ("speedup", speedup)):
+            if value is not None:
+                strategy_options.setdefault(key, value)
+        strategy_options.setdefault("threads", threads)
     if settings["strategy"] == "uniform":
         strategy_options.setdefault("round_to", round_to)
         strategy_options.setdefault("min_width", min_width)
@@ -95,8 +125,12 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
     check_plugins(config)
     check_writable(settings["out"], settings["force"])
     sr = load_model_arg(model, scale, weights)
-    with ProgressReporter(quiet=as_json) as progress:
-        result = compress_model(sr, config=config, progress=progress, source=model)
+    with distributed.session(config.device) as world, \
+            ProgressReporter(quiet=as_json or not world.main) as progress:
+        result = compress_model(sr, config=config, progress=progress if world.main else None,
+                                source=model)
+    if not world.main:  # under torchrun, rank 0 reports
+        return
     summary = {"model": model, "out": settings["out"], **result.summary()}
     if as_json:
         print_json(summary)
@@ -121,8 +155,12 @@ def _print_report(s: dict[str, Any]) -> None:
     if qb:
         table.add_row("bicubic PSNR", f"{qb['bicubic_psnr']:.4f}", "", "")
     console.print(table)
+    latency = s.get("strategy_report") or {}
     asked = (f"ratio asked {s['ratio_requested']:.3f}" if s["ratio_requested"] is not None
+             else "widths for the latency target" if "target_ms" in latency
              else "widths from the plan file")
+    if "measured_ms" in latency:
+        console.print(_latency_line(latency))
     validation = (s.get("finetune") or {}).get("validation")
     if validation:
         console.print(_validation_line(validation))
@@ -133,6 +171,16 @@ def _print_report(s: dict[str, Any]) -> None:
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "
                   f"time {sum(s['seconds'].values()):.1f} s")
+
+
+def _latency_line(r: dict[str, Any]) -> str:
+    """Target, prediction and the end-to-end measurement of the latency strategy."""
+    verdict = "met" if r["met"] else "NOT met"
+    return (f"latency ({r['threads']} thread(s), {r['input_size'][0]}x{r['input_size'][1]} "
+            f"LR, ONNX Runtime): target {r['target_ms']:.2f} ms, predicted "
+            f"{r['predicted_ms']:.2f} ms; measured {r['measured_ms']:.2f} ms vs unpruned "
+            f"{r['measured_unpruned_ms']:.2f} ms in one interleaved run (speed-up "
+            f"{r['measured_speedup']:.2f}x): target {verdict}")
 
 
 def _validation_line(v: dict[str, Any]) -> str:

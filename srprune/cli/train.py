@@ -9,6 +9,7 @@ from click.core import ParameterSource
 
 from srprune.cli.common import check_device, console, json_option, lr_dir_option, print_json
 from srprune.cli.progress import ProgressReporter
+from srprune.config import DISTILL_WEIGHT
 
 #: flags of the run's settings; given explicitly, a resumed checkpoint must match them
 RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
@@ -34,6 +35,21 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --checkpoint if it exists, with that run's batch, "
                    "patch, seed, lr and dual weight (flags given explicitly must match).")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True,
+              help="Steps between checkpoints.")
+@click.option("--teacher", default=None, metavar="MODEL",
+              help="Distil from this model (name, artifact or checkpoint): the unpruned model "
+                   "a pruned MODEL came from.")
+@click.option("--distill-weight", type=float, default=None,
+              help=f"Weight of the L1 to the teacher's SR output (0: off; default "
+                   f"{DISTILL_WEIGHT} with --teacher, else 0).")
+@click.option("--distill-features", type=float, default=0.0, show_default=True,
+              help="Weight of the L1 to the teacher's features at unit consumers (0: off).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads of this process (default: torch's, one per core). On a "
+                   "machine other jobs share, 1 can be several times faster.")
+@click.option("--bf16", is_flag=True, help="bf16 autocast (CUDA only).")
+@click.option("--channels-last", is_flag=True, help="channels-last memory format (CUDA only).")
 @click.option("--out", required=True, type=click.Path(), help="Weights (or artifact) to write.")
 @click.option("--force", is_flag=True, help="Overwrite --out and --checkpoint if they exist.")
 @json_option
@@ -41,25 +57,46 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale: int | None,
             steps: int,
             weights: str | None, dual_weight: float, patch: int, batch: int, lr: float,
-            seed: int, device: str, checkpoint: str | None, resume: bool, out: str, force: bool,
-            as_json: bool) -> None:
+            seed: int, device: str, checkpoint: str | None, resume: bool,
+            checkpoint_every: int, teacher: str | None, distill_weight: float | None,
+            distill_features: float, threads: int | None, bf16: bool, channels_last: bool,
+            out: str, force: bool, as_json: bool) -> None:
     """Train MODEL (name or artifact) with the dual-regression loss on HR images in --data.
 
     Ctrl-C saves the checkpoint at the last whole step; the same command plus --resume
-    continues exactly where it stopped.
+    continues exactly where it stopped. Under torchrun (--nproc_per_node N) --batch is the
+    global batch and rank 0 alone writes.
     """
     from srprune.api import train_model
-    from srprune.errors import Interrupted
-    from srprune.training.trainer import TrainingInterrupted, check_train_settings
+    from srprune.errors import Interrupted, SrpruneError
+    from srprune.training import distributed
+    from srprune.training.distill import check_weights
+    from srprune.training.trainer import (
+        TrainingInterrupted,
+        check_gpu_options,
+        check_train_settings,
+    )
 
     check_train_settings(steps=steps, batch=batch, patch=patch, lr=lr, dual_weight=dual_weight,
                          seed=seed, flags=True)
+    if checkpoint_every < 1:
+        raise SrpruneError(f"--checkpoint-every must be an integer >= 1, got {checkpoint_every}")
+    if threads is not None:
+        if threads < 1:
+            raise SrpruneError(f"--threads must be an integer >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    check_weights(0.0 if distill_weight is None else distill_weight, distill_features)
     check_device(device)
+    check_gpu_options(device, bf16=bf16, channels_last=channels_last)
     checkpoint = checkpoint or f"{out}.ckpt"
     pinned = tuple(key for key in RUN_FLAGS if ctx.get_parameter_source(key)
                    not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP))
     try:
-        with ProgressReporter(quiet=as_json) as report:
+        with distributed.session(device) as world, \
+                ProgressReporter(quiet=as_json or not world.main) as reporter:
+            report = reporter if world.main else _silent
 
             def on_step(step: int, losses: dict) -> None:
                 report("train", step, steps, note=f"loss {losses['loss']:.3f}")
@@ -70,12 +107,17 @@ def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale
                                  resume=resume and Path(checkpoint).exists(), out=out,
                                  force=force, on_step=on_step, pinned=pinned,
                                  on_start=lambda step: report("train", step, steps),
-                                 lr_dir=lr_dir)
+                                 lr_dir=lr_dir, checkpoint_every=checkpoint_every,
+                                 teacher=teacher, distill_weight=distill_weight,
+                                 distill_features=distill_features, bf16=bf16,
+                                 channels_last=channels_last)
     except TrainingInterrupted as exc:
         if exc.checkpoint is None:
             raise
         again = "the same command" if resume else "the same command plus --resume"
         raise Interrupted(f"{exc}; continue with {again}") from None
+    if not world.main:  # rank 0 reports
+        return
     if as_json:
         print_json(result)
         return
@@ -90,3 +132,7 @@ def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale
     console.print(f"{note}trained {result['steps']} steps in {result['seconds']:.0f} s; "
                   f"final loss {result['final_loss']:.3f}; wrote {out}", markup=False,
                   highlight=False)
+
+
+def _silent(_stage: str, _done: int, _total: int, note: str = "") -> None:
+    """The progress function of ranks other than 0: they report nothing."""

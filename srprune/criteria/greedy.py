@@ -36,7 +36,7 @@ from torch import nn
 
 from srprune.criteria.base import SelectionCriterion
 from srprune.criteria.least_squares import least_squares_update
-from srprune.criteria.sampling import collect_stats
+from srprune.criteria.sampling import collect_stats, grouped_consumer
 from srprune.errors import SrpruneError
 from srprune.hooks import capture_outputs
 from srprune.models.srmodel import SRModel
@@ -138,8 +138,8 @@ class GreedyGradientSelection(SelectionCriterion):
                         w[:, cols] = orig[:, cols]
                 self._update(ctx, consumers, weights, masks, targets, batches)
         kept = sorted(selected)
-        if self.refit == "lstsq":
-            self._refit(unit, kept, ctx)
+        if self.refit == "lstsq" and grouped_consumer(unit) is None:
+            self._refit(unit, kept, ctx)  # (a grouped consumer keeps its SGD-updated weights)
         return kept
 
     def _refit(self, unit: Unit, kept: list[int], ctx: Context) -> None:

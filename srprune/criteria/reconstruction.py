@@ -12,11 +12,15 @@ units can still match an earlier-pruned consumer's outputs to the original model
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
+
+import torch
 
 from srprune.criteria.base import SelectionCriterion
 from srprune.criteria.least_squares import least_squares_update
-from srprune.criteria.sampling import TARGETS, ConsumerStats, collect_stats
+from srprune.criteria.magnitude import L1Magnitude
+from srprune.criteria.sampling import TARGETS, ConsumerStats, collect_stats, grouped_consumer
 from srprune.errors import SrpruneError
 from srprune.prune.contracts import Context, Unit
 
@@ -63,6 +67,13 @@ class ReconstructionCriterion(SelectionCriterion):
         if not 1 <= n_keep <= unit.width:
             raise SrpruneError(f"{self.who}: cannot keep {n_keep} of {unit.width} channels "
                                f"in unit {unit.name}")
+        grouped = grouped_consumer(unit)
+        if grouped is not None:  # a grouped conv reads it: no reconstruction, l1 instead
+            warnings.warn(f"{self.who}: unit {unit.name} feeds the grouped convolution "
+                          f"{grouped}; its channels are chosen by L1 magnitude, without "
+                          "reconstruction", UserWarning, stacklevel=2)
+            scores = L1Magnitude().score(unit, ctx)
+            return sorted(int(j) for j in torch.topk(scores, n_keep).indices)
         stats = collect_stats(unit, ctx, self.samples, self.target, self.who)
         kept = sorted(int(j) for j in self.choose(unit, n_keep, stats))
         self.update(unit, kept, stats)

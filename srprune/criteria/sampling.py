@@ -81,6 +81,14 @@ class ConsumerStats:
         return (inputs[:, None] * self.kk + torch.arange(self.kk)).flatten()
 
 
+def grouped_consumer(unit: Unit) -> str | None:
+    """The name of a grouped or depthwise conv consumer of ``unit`` (None: all are plain)."""
+    for name, module, _ in unit.consumer_modules():
+        if isinstance(module, nn.Conv2d) and module.groups != 1:
+            return name
+    return None
+
+
 def conv_consumers(unit: Unit, who: str) -> list[LayerSlice]:
     """The unit's consumers, checked to be plain (groups 1) convolutions."""
     consumers = unit.consumer_modules()

@@ -477,6 +477,11 @@ class PatchSampler:
     sample is flipped horizontally, vertically and transposed (p = 0.5 each), jointly for
     all levels. All randomness comes from one ``numpy.random.Generator`` seeded with
     ``seed``; :meth:`state_dict`/:meth:`load_state_dict` resume the exact batch sequence.
+
+    ``batch`` is the global batch. With ``ranks`` > 1 (data-parallel training) every rank
+    draws the random numbers of all ``batch`` samples, so the generators stay in step, and
+    crops only samples ``rank * batch / ranks`` up to the next rank's first: the ranks' shares
+    are distinct, and together they are exactly the batch one process draws with ``seed``.
     """
 
     def __init__(
@@ -486,13 +491,20 @@ class PatchSampler:
         lr_patch: int,
         batch: int,
         seed: int = 0,
+        rank: int = 0,
+        ranks: int = 1,
     ) -> None:
         self.scale = check_scale(scale)
         if int(lr_patch) != lr_patch or lr_patch < 1:
             raise SrpruneError(f"lr_patch must be a positive integer, got {lr_patch!r}")
         if int(batch) != batch or batch < 1:
             raise SrpruneError(f"batch must be a positive integer, got {batch!r}")
+        if ranks < 1 or not 0 <= rank < ranks or batch % ranks:
+            raise SrpruneError(f"batch {batch} cannot be split into {ranks} equal shares "
+                               f"(rank {rank})")
         self.lr_patch, self.batch, self.seed = int(lr_patch), int(batch), seed
+        share = self.batch // ranks
+        self.local = range(rank * share, (rank + 1) * share)  # this rank's samples
         self.factors = pyramid_factors(self.scale)
         self._hr, self._levels = self._precompute(images)
         self._rng = np.random.default_rng(seed)
@@ -501,7 +513,8 @@ class PatchSampler:
     def _precompute(
         self, images: ImageSet | Sequence[np.ndarray]
     ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
-        """HR as float32 and the LR pyramid of every image, computed once."""
+        """HR (uint8) and the LR pyramid (float32) of every image, decoded once by the image
+        set and shared with it."""
         if isinstance(images, ImageSet):
             if images.scale != self.scale:
                 raise SrpruneError(
@@ -524,7 +537,9 @@ class PatchSampler:
                     f"than the HR patch {hr_patch}x{hr_patch} "
                     f"(lr_patch {self.lr_patch} x{self.scale})"
                 )
-        hrs = [pair.hr.astype(np.float32) for pair in pairs]
+        # the image set's decoded arrays themselves (no copies): HR stays uint8 and only the
+        # crops become float32, when a batch is stacked
+        hrs = [pair.hr for pair in pairs]
         levels = [[np.asarray(lr, dtype=np.float32) for lr in pair.lr] for pair in pairs]
         return hrs, levels
 
@@ -532,15 +547,21 @@ class PatchSampler:
         """Number of source images (the sampler itself is endless)."""
         return len(self._hr)
 
-    def _sample(self) -> tuple[list[np.ndarray], np.ndarray]:
-        """One aligned, augmented sample: (LR patches smallest first, HR patch), HWC."""
+    def _draw(self) -> tuple[int, int, int, np.ndarray]:
+        """The random choices of one sample: image, corner (in ``scale`` HR px), flips."""
         rng = self._rng
         i = int(rng.integers(len(self._hr)))
         hr = self._hr[i]
         p, s = self.lr_patch, self.scale
-        y = int(rng.integers(hr.shape[0] // s - p + 1))  # corner in units of `scale` HR px
+        y = int(rng.integers(hr.shape[0] // s - p + 1))
         x = int(rng.integers(hr.shape[1] // s - p + 1))
-        flips = rng.random(3) < 0.5
+        return i, y, x, rng.random(3) < 0.5
+
+    def _sample(self, i: int, y: int, x: int,
+                flips: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """One aligned, augmented sample: (LR patches smallest first, HR patch), HWC."""
+        hr = self._hr[i]
+        p, s = self.lr_patch, self.scale
         crops = [
             lr[y * s // f : (y + p) * s // f, x * s // f : (x + p) * s // f]
             for f, lr in zip(self.factors, self._levels[i], strict=True)
@@ -550,8 +571,9 @@ class PatchSampler:
         return crops[:-1], crops[-1]
 
     def next_batch(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Draw the next batch ``(lr_list, hr)``."""
-        samples = [self._sample() for _ in range(self.batch)]
+        """Draw the next batch ``(lr_list, hr)`` (this rank's share of it)."""
+        draws = [self._draw() for _ in range(self.batch)]
+        samples = [self._sample(*draws[k]) for k in self.local]
         self.batches_drawn += 1
         lr_list = [_to_nchw([lrs[k] for lrs, _ in samples]) for k in range(len(self.factors))]
         return lr_list, _to_nchw([hr for _, hr in samples])
@@ -600,5 +622,9 @@ def _augment(img: np.ndarray, hflip: bool, vflip: bool, transpose: bool) -> np.n
 
 
 def _to_nchw(images: list[np.ndarray]) -> torch.Tensor:
-    batch = np.stack(images).transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    """HWC crops (any strides, any dtype) -> one float32 NCHW tensor, one copy per crop."""
+    h, w, c = images[0].shape
+    batch = np.empty((len(images), c, h, w), dtype=np.float32)
+    for n, image in enumerate(images):
+        batch[n] = image.transpose(2, 0, 1)
+    return torch.from_numpy(batch)

@@ -4,6 +4,11 @@ Each net (primal, every dual) has its own Adam optimiser; the learning rate foll
 schedule per step. Checkpoints hold tensors and plain data only, so resuming reproduces the
 seeded loss trajectory exactly. Ctrl-C loses no finished step: :meth:`Trainer.run` stops at the
 last whole step, saves a checkpoint there and raises :class:`TrainingInterrupted`.
+
+Under ``torchrun`` (``training.distributed``) every rank runs a :class:`Trainer` on its share
+of the global batch; gradients and losses are averaged across ranks in one all-reduce per
+step, and rank 0 alone writes checkpoints. Optional extras: distillation from a teacher
+(``training.distill``), bf16 autocast and channels-last memory on CUDA.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from torch import nn
 from srprune.errors import Interrupted, SrpruneError
 from srprune.io.checkpoint import check_writable, read_checkpoint, save_checkpoint
 from srprune.models.srmodel import SRModel
+from srprune.training import distributed
+from srprune.training.distill import Distiller, check_weights
 from srprune.training.loss import dr_loss, ensure_duals
 
 CHECKPOINT_FORMAT = "srprune-train-checkpoint"
@@ -59,6 +66,14 @@ def check_train_settings(*, steps: Any, batch: Any, patch: Any, lr: Any, dual_we
                            f"got {dual_weight!r}")
 
 
+def check_gpu_options(device: str, *, bf16: bool, channels_last: bool) -> None:
+    """``--bf16`` and ``--channels-last`` are for CUDA devices; asked for on CPU, one line."""
+    for flag, asked in (("--bf16", bf16), ("--channels-last", channels_last)):
+        if asked and not str(device).startswith("cuda"):
+            raise SrpruneError(f"{flag} is for CUDA devices; this run is on {device} (add "
+                               "--device cuda on a machine with a GPU, or drop the flag)")
+
+
 def check_target(path: str | Path) -> Path:
     """An output file path that can be written now (see ``io.checkpoint.check_writable``);
     whether an existing file may be replaced is the caller's rule."""
@@ -80,10 +95,19 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 500
     warmup: int = 0  # steps of linear learning-rate warm-up before the cosine decay
+    distill_weight: float = 0.0  # L1 to the teacher's SR output (needs a teacher)
+    distill_features: float = 0.0  # L1 to the teacher's features at unit consumers
+    bf16: bool = False  # bf16 autocast of forward and loss (CUDA only)
+    channels_last: bool = False  # channels-last memory format (CUDA only)
 
     def __post_init__(self) -> None:
         check_train_settings(steps=self.steps, batch=self.batch, patch=self.patch, lr=self.lr,
                              dual_weight=self.dual_weight, seed=self.seed)
+        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 1:
+            raise SrpruneError(f"checkpoint_every must be an integer >= 1, "
+                               f"got {self.checkpoint_every!r}")
+        check_weights(self.distill_weight, self.distill_features, flags=False)
+        check_gpu_options(self.device, bf16=self.bf16, channels_last=self.channels_last)
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr_min``."""
@@ -118,16 +142,43 @@ class TrainingInterrupted(Interrupted):
 
 
 class Trainer:
-    """Runs the DR objective on batches from a sampler; checkpoint and resume exactly."""
+    """Runs the DR objective on batches from a sampler; checkpoint and resume exactly.
 
-    def __init__(self, model: SRModel, sampler: Any, config: TrainConfig) -> None:
+    ``teacher``: the unpruned model to distil from (``config.distill_weight`` and
+    ``distill_features``). Under torchrun the sampler must yield this rank's share of the
+    global ``config.batch`` (``PatchSampler(rank=, ranks=)``); the model's weights are taken
+    from rank 0 at the start.
+    """
+
+    def __init__(self, model: SRModel, sampler: Any, config: TrainConfig,
+                 teacher: SRModel | None = None) -> None:
+        self.world = distributed.world()
+        if self.world.size > 1 and not self.world.active:
+            raise SrpruneError(f"WORLD_SIZE={self.world.size} but no process group is running; "
+                               "train inside srprune.training.distributed.session()")
+        share = getattr(sampler, "local", None)
+        if self.world.size > 1 and share is not None and len(share) * self.world.size != (
+                config.batch):
+            raise SrpruneError(f"the sampler yields {len(share)} samples per rank, not "
+                               f"{config.batch} / {self.world.size}; build it with rank= and "
+                               "ranks=")
         self.model = ensure_duals(model).to(config.device)
+        if config.channels_last:
+            self.model.net.to(memory_format=torch.channels_last)
         self.sampler = sampler
         self.config = config
         self.step = 0
         self.log = TrainLog()
         self.elapsed = 0.0
         self._pending_interrupt = False
+        self.distiller = None
+        if config.distill_weight or config.distill_features:
+            if teacher is None:
+                raise SrpruneError("distillation asked (distill_weight or distill_features > "
+                                   "0) without a teacher model")
+            self.distiller = Distiller(teacher, self.model, config.distill_weight,
+                                       config.distill_features).to(config.device)
+        distributed.sync_modules([self.model.net, *(self.model.duals or [])])
         torch.manual_seed(config.seed)
         self.optimizers = [self._adam(model.net)]
         if config.dual_weight:
@@ -153,23 +204,41 @@ class Trainer:
         sampler_state, rng_state = self.sampler.state_dict(), torch.get_rng_state()
         try:
             lr_pyr, hr = self.sampler.next_batch()
-            lr_pyr = [t.to(cfg.device) for t in lr_pyr]
+            memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+            lr_pyr = [t.to(cfg.device).contiguous(memory_format=memory) for t in lr_pyr]
             hr = hr.to(cfg.device)
             for opt in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr_at(self.step)
                 opt.zero_grad(set_to_none=True)
             self.model.net.train()
-            total, primal, dual = dr_loss(self.model, lr_pyr, hr, cfg.dual_weight)
-            if not torch.isfinite(total):
-                raise SrpruneError(f"training diverged at step {self.step} "
-                                   f"(loss {total.item()}); lower the learning rate")
+            autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16
+                        else contextlib.nullcontext())
+            with autocast:
+                if self.distiller is None:
+                    total, primal, dual = dr_loss(self.model, lr_pyr, hr, cfg.dual_weight)
+                    distill = total.new_zeros(())
+                else:
+                    with self.distiller.watch():
+                        total, primal, dual = dr_loss(self.model, lr_pyr, hr, cfg.dual_weight)
+                    distill = self.distiller.loss(lr_pyr[0])
+                    total = total + distill
             total.backward()
-            return {"loss": total.item(), "primal": primal.item(), "dual": dual.item()}
+            values = distributed.average_gradients(
+                self._parameters(), torch.stack([total, primal, dual, distill]).detach().float())
+            loss, primal_v, dual_v, distill_v = values.tolist()
+            if not math.isfinite(loss):
+                raise SrpruneError(f"training diverged at step {self.step} "
+                                   f"(loss {loss}); lower the learning rate")
+            return {"loss": loss, "primal": primal_v, "dual": dual_v, "distill": distill_v}
         except KeyboardInterrupt:  # nothing of this step is kept: put its batch back
             self.sampler.load_state_dict(sampler_state)
             torch.set_rng_state(rng_state)
             raise
+
+    def _parameters(self) -> list[nn.Parameter]:
+        """Every parameter an optimiser steps, in one fixed order (the same on every rank)."""
+        return [p for opt in self.optimizers for g in opt.param_groups for p in g["params"]]
 
     def _update(self) -> None:
         for opt in self.optimizers:
@@ -210,6 +279,10 @@ class Trainer:
         On Ctrl-C (``KeyboardInterrupt``, also one raised by ``on_step`` or ``evaluate``) the
         run stops at the last whole step, saves a checkpoint there (when ``checkpoint`` is
         given) and raises :class:`TrainingInterrupted` saying so.
+
+        Under torchrun only rank 0 writes the checkpoint, and ``on_step`` and ``evaluate`` run
+        on every rank: an ``evaluate`` that steers decisions must give every rank the same
+        result (compute it with :func:`srprune.training.distributed.from_main`).
         """
         until = self.config.steps if until is None else min(until, self.config.steps)
         start = time.perf_counter() - self.elapsed
@@ -230,7 +303,8 @@ class Trainer:
                     start = time.perf_counter() - self.elapsed  # evaluation is not training
                 if checkpoint and (self.step % self.config.checkpoint_every == 0
                                    or self.step == until):
-                    self.save(checkpoint)
+                    if self.world.main:
+                        self.save(checkpoint)
                     saved_at = self.step
         except KeyboardInterrupt:
             self._pending_interrupt = False
@@ -242,6 +316,9 @@ class Trainer:
                      saved_at: int | None) -> TrainingInterrupted:
         """Save what the run has so far (when it has a checkpoint path) and say so."""
         where = f"interrupted at step {self.step}/{self.config.steps}"
+        if not self.world.main:
+            return TrainingInterrupted(f"{where} (rank {self.world.rank}: rank 0 writes the "
+                                       "checkpoint)", self.step, self.config.steps, None)
         if not checkpoint:
             return TrainingInterrupted(f"{where}; no checkpoint path was given, nothing saved",
                                        self.step, self.config.steps, None)
