@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml tests/plugin_pkg/p
 	$(PY) -m pip install -q safetensors einops typing_extensions
 	$(PY) -m pip install -q -e plugins/srprune-hrank
 	$(PY) -m pip install -q -e tests/plugin_pkg  # test-only plugin (tests/test_contracts.py)
+	$(PY) -m pip install -q "ray>=2.9"  # srprune compare --backend ray (the "compare" extra)
 	touch $(STAMP)
 
 install: $(STAMP)
