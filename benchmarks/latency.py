@@ -28,6 +28,7 @@ import torch
 
 from srprune.measure.bench import add_roofline, benchmark
 from srprune.measure.cost import model_cost
+from srprune.measure.latency_table import cpu_model
 from srprune.measure.roofline import available_cpus, measure_roofline
 from srprune.models import build_model
 from srprune.models.channel_config import CONFIG_DIR, read_widths
@@ -60,14 +61,7 @@ def group_models(group: str) -> list[tuple[str, SRModel]]:
 
 def machine() -> dict:
     """Where and when the numbers were taken."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "cpu": cpu, "logical_cpus": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
             "loadavg_start": list(os.getloadavg()), "onnxruntime": ort.__version__,

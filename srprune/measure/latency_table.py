@@ -66,17 +66,20 @@ class ConvShape:
                    tuple(conv.padding), tuple(conv.dilation), groups, tuple(size))
 
 
-def machine_key(threads: int) -> str:
-    """What a measured table is valid for: CPU model, ORT version and thread count."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` where there is one)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu} | onnxruntime {ort.__version__} | {threads} thread(s)"
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_key(threads: int) -> str:
+    """What a measured table is valid for: CPU model, ORT version and thread count."""
+    return f"{cpu_model()} | onnxruntime {ort.__version__} | {threads} thread(s)"
 
 
 def cache_dir() -> Path:
