@@ -181,3 +181,15 @@ def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
     return options
+
+
+def distill_options(f: Callable) -> Callable:
+    """``--distill-weight`` and ``--distill-features`` (fine-tuning a pruned model)."""
+    from srprune.config import FineTune
+
+    f = click.option("--distill-features", type=float, default=FineTune.distill_features,
+                     show_default=True, help="Fine-tuning: weight of the L1 to the unpruned "
+                     "model's features at unit consumers (0: off).")(f)
+    return click.option("--distill-weight", type=float, default=FineTune.distill_weight,
+                        show_default=True, help="Fine-tuning: weight of the L1 to the "
+                        "unpruned model's SR output (0: off).")(f)

@@ -15,6 +15,7 @@ from rich.table import Table
 from srprune.cli.common import (
     arch_options,
     console,
+    distill_options,
     err_console,
     input_size_option,
     json_option,
@@ -60,12 +61,7 @@ CRITERIA = "l1,random,cp,thinet,dcp,dr"
               help="LR patch size.")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss.")
-@click.option("--distill-weight", type=float, default=FineTune.distill_weight,
-              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
-                                      "SR output (0: off).")
-@click.option("--distill-features", type=float, default=FineTune.distill_features,
-              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
-                                      "features at unit consumers (0: off).")
+@distill_options
 @click.option("--eval-pruned", is_flag=True,
               help="Also score every cell right after pruning, before fine-tuning (first "
                    "evaluation set; one more evaluation per cell).")

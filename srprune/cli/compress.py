@@ -10,6 +10,7 @@ from rich.table import Table
 from srprune.cli.common import (
     check_device,
     console,
+    distill_options,
     fmt_count,
     input_size_option,
     json_option,
@@ -74,12 +75,7 @@ from srprune.io.checkpoint import check_writable
               show_default=True, help="Validation every N steps (0: ten times a run).")
 @click.option("--dual-weight", type=float, default=0.1, show_default=True,
               help="lambda of the dual-regression loss (fine-tuning, dr criterion/search).")
-@click.option("--distill-weight", type=float, default=FineTune.distill_weight,
-              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
-                                      "SR output (0: off).")
-@click.option("--distill-features", type=float, default=FineTune.distill_features,
-              show_default=True, help="Fine-tuning: weight of the L1 to the unpruned model's "
-                                      "features at unit consumers (0: off).")
+@distill_options
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--bf16", is_flag=True, help="Fine-tuning: bf16 autocast (CUDA only).")
 @click.option("--channels-last", is_flag=True,
