@@ -64,7 +64,8 @@ def test_a_second_search_reads_the_cache_and_gives_the_same_plan(analytic_table)
     for _ in range(2):
         model = tiny_drn()
         result = srprune.compress(model, None, criterion="l1", strategy="latency",
-                                  strategy_options={"speedup": 1.5, "runs": 2}, input_size=SIZE)
+                                  strategy_options={"speedup": 1.5, "runs": 2, "refine": 0},
+                                  input_size=SIZE)
         plans.append(result.plan["units"])
         measured.append(result.strategy_report["shapes_measured"])
     assert plans[0] == plans[1]
@@ -89,7 +90,10 @@ def test_an_unreachable_target_is_one_clear_error(analytic_table):
 
 
 @pytest.mark.parametrize("options", [{}, {"speedup": 2.0, "target_ms": 1.0},
-                                     {"speedup": 0.5}, {"target_ms": -1.0}])
+                                     {"speedup": 0.5}, {"target_ms": -1.0},
+                                     {"speedup": 2.0, "quality": "psnr"},
+                                     {"speedup": 2.0, "refine": -1},
+                                     {"speedup": 2.0, "batches": 0}])
 def test_bad_targets_are_refused(options):
     with pytest.raises(SrpruneError):
         LatencyTarget(**options)
@@ -160,3 +164,129 @@ def test_cli_latency_flags_need_the_latency_strategy(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("error: --target-latency and --speedup go with")
     assert not (tmp_path / "x.srp").exists()
+
+
+def _analytic_ms(model, input_size) -> float:
+    """The analytic table's sum over the model's convs at their real widths."""
+    sizes = conv_inputs(model.net, input_size)
+    return sum(macs_ms(ConvShape.of(m, m.in_channels, m.out_channels, size))
+               for name, m in model.net.named_modules() if isinstance(m, nn.Conv2d)
+               for size in sizes.get(name, []))
+
+
+def fake_measure(factor: float):
+    """A stand-in for the end-to-end timing: the analytic sum, times ``factor`` for any
+    model smaller than the first one timed (the unpruned model)."""
+    full = {}
+
+    def measure(self, *models, input_size=None):
+        size = input_size or self.report.get("input_size")
+        times = []
+        for m in models:
+            ms = _analytic_ms(m, size)
+            full.setdefault("ms", ms)
+            times.append(ms if ms >= full["ms"] else factor * ms)
+        return times[0] if len(times) == 1 else times
+
+    return measure
+
+
+def test_a_plan_that_misses_when_measured_is_narrowed_until_it_meets(analytic_table,
+                                                                      monkeypatch):
+    """Pruned models measure 30 % slower than predicted: the first measured round misses,
+    the next narrows further and meets the target."""
+    monkeypatch.setattr(LatencyTarget, "_measure", fake_measure(1.3))
+    result = srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                              strategy_options={"speedup": 1.5, "align": 1, "levels": 16},
+                              input_size=SIZE)
+    report = result.strategy_report
+    rounds = report["refinements"]
+    assert len(rounds) == 2
+    shares = [r["measured_ms"] / r["measured_unpruned_ms"] for r in rounds]
+    assert shares[0] > 1 / 1.5 >= shares[1]
+    assert report["predicted_ms"] < report["target_ms"] / 1.2
+    assert report["met"] and report["measured_speedup"] >= 1.5
+
+
+def test_refine_zero_measures_nothing_before_pruning(analytic_table, monkeypatch):
+    calls = []
+    original = LatencyTarget._measure
+
+    def counting(self, *models, input_size=None):
+        calls.append(len(models))
+        return original(self, *models, input_size=input_size)
+
+    monkeypatch.setattr(LatencyTarget, "_measure", counting)
+    result = srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                              strategy_options={"speedup": 1.5, "runs": 2, "refine": 0},
+                              input_size=SIZE)
+    assert calls == [1, 2]  # the unpruned model for the plan, then the final check
+    assert result.strategy_report["refinements"] == []
+
+
+def _batches(n: int = 2, size: int = 8) -> list:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        hr = torch.rand(2, 3, size * 4, size * 4, generator=g) * 255
+        out.append(([nn.functional.avg_pool2d(hr, 4), nn.functional.avg_pool2d(hr, 2)], hr))
+    return out
+
+
+def test_with_calibration_data_the_search_uses_measured_sensitivity(analytic_table):
+    from srprune.prune.engine import compress
+
+    options = {"speedup": 1.5, "runs": 2, "refine": 0, "align": 1}
+    measured = compress(tiny_drn(), None, _batches(), criterion="l1", strategy="latency",
+                        strategy_options=options, input_size=SIZE)
+    assert measured.strategy_report["quality_proxy"] == "measured"
+    assert measured.strategy_report["predicted_ms"] <= measured.strategy_report["target_ms"]
+    mass = compress(tiny_drn(), None, _batches(), criterion="l1", strategy="latency",
+                    strategy_options={**options, "quality": "l1-mass"}, input_size=SIZE)
+    assert mass.strategy_report["quality_proxy"] == "l1-mass"
+
+
+def test_sensitivity_table_values(analytic_table):
+    from types import SimpleNamespace
+
+    from srprune.prune.graph import SRGraph
+
+    model = tiny_drn()
+    graph = SRGraph(model.net, model.scale)
+    units = graph.units("internal")
+    strategy = LatencyTarget(speedup=1.5, align=1)
+    steps = {u.name: max(1, u.width // 4) for u in units}
+    floor = {u.name: steps[u.name] for u in units}
+    x = _batches()[0][0][0]
+    reference = model(x).detach().clone()
+    ctx = SimpleNamespace(batches=_batches(), device="cpu", model=model,
+                          report=lambda *a: None)
+    table = strategy._sensitivity(ctx, units, steps, floor)
+    torch.testing.assert_close(model(x), reference)  # weights restored
+    for unit in units:
+        values = table[unit.name]
+        assert values[unit.width] == 0.0
+        assert min(values) == floor[unit.name]
+        narrowest = values[floor[unit.name]]
+        assert narrowest > 0 and narrowest >= 0.5 * max(values.values())
+    assert LatencyTarget(speedup=1.5)._sensitivity(
+        SimpleNamespace(batches=[], device="cpu", model=model, report=None), units, steps,
+        floor) is None
+
+
+def test_a_plan_much_faster_than_needed_when_measured_is_widened(analytic_table, monkeypatch):
+    """Pruned models measure 15 % faster than predicted: the search gives widths back (the
+    prediction ends above the target) and the final plan still meets it."""
+    kept = {}
+    for refine in (0, 2):
+        monkeypatch.setattr(LatencyTarget, "_measure", fake_measure(0.85))
+        result = srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                                  strategy_options={"speedup": 1.5, "align": 1, "levels": 16,
+                                                    "refine": refine}, input_size=SIZE)
+        kept[refine] = sum(result.plan["units"].values())
+        report = result.strategy_report
+    assert report["predicted_ms"] > report["target_ms"]
+    assert report["met"] and report["measured_speedup"] >= 1.5
+    assert kept[2] > kept[0]
+    shares = [r["measured_ms"] / r["measured_unpruned_ms"] for r in report["refinements"]]
+    assert shares[0] < (1 / 1.5) * 0.97 and len(shares) >= 2

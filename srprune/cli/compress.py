@@ -176,7 +176,20 @@ def _latency_line(r: dict[str, Any]) -> str:
             f"LR, ONNX Runtime): target {r['target_ms']:.2f} ms, predicted "
             f"{r['predicted_ms']:.2f} ms; measured {r['measured_ms']:.2f} ms vs unpruned "
             f"{r['measured_unpruned_ms']:.2f} ms in one interleaved run (speed-up "
-            f"{r['measured_speedup']:.2f}x): target {verdict}")
+            f"{r['measured_speedup']:.2f}x): target {verdict}{_refinement_note(r)}")
+
+
+def _refinement_note(r: dict[str, Any]) -> str:
+    """How often the plan was measured and narrowed further before pruning, and why."""
+    rounds = r.get("refinements") or []
+    narrowed = len(rounds) - 1 if rounds and rounds[-1]["measured_ms"] / rounds[-1][
+        "measured_unpruned_ms"] <= r["target_ms"] / r["unpruned_ms"] else len(rounds)
+    proxy = r.get("quality_proxy")
+    parts = ([f"widths in multiples of {r['align']}"] if r.get("align", 1) > 1 else []) + (
+        [f"narrowed {narrowed} more time(s) after measuring the plan"] if narrowed else []) + (
+        ["quality: measured output change per unit" if proxy == "measured"
+         else "quality: L1 filter mass (no --data)"] if proxy else [])
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _validation_line(v: dict[str, Any]) -> str:

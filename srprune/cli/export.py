@@ -47,6 +47,14 @@ from srprune.errors import SrpruneError
 @click.option("--activations", type=click.Choice(["uint8", "int8"]), default="uint8",
               show_default=True,
               help="INT8 activation type (uint8: the fast one on x86 CPUs without VNNI).")
+@click.option("--reduce-range", is_flag=True,
+              help="7-bit INT8 weights: avoids the saturation of 8-bit dot products on x86 "
+                   "CPUs without VNNI (check the drop with and without it there).")
+@click.option("--qat-steps", type=int, default=0, show_default=True,
+              help="When PTQ + mixed precision miss --max-drop: quantization-aware "
+                   "fine-tuning steps on --data, then PTQ again; the better file is kept.")
+@click.option("--qat-lr", type=float, default=None,
+              help="QAT learning rate, cosine-decayed to a tenth of it (default 2e-5).")
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True,
               help="ONNX Runtime threads for evaluation and latency.")
 @click.option("--runs", "-n", type=click.IntRange(min=1), default=20, show_default=True,
@@ -55,17 +63,23 @@ from srprune.errors import SrpruneError
 def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
             input_size: tuple[int, int], force: bool, int8: bool, data: str | None,
             lr_dir: str | None, eval_data: str, max_drop: float, max_float: int,
-            calib_patches: int, activations: str, threads: int, runs: int,
-            as_json: bool) -> None:
+            calib_patches: int, activations: str, reduce_range: bool, qat_steps: int,
+            qat_lr: float | None,
+            threads: int, runs: int, as_json: bool) -> None:
     """Export MODEL_OR_SRP to --onnx (FP32, parity checked), or INT8 with --int8 --data.
 
     INT8: calibration on LR patches of --data, per-layer sensitivity and the most harmful
     layers kept in FP32 until the PSNR drop on --eval is at most --max-drop; the report gives
-    parity, PSNR/SSIM of FP32 and INT8, the latency and size ratios.
+    parity, PSNR/SSIM of FP32 and INT8, the latency and size ratios. --qat-steps N: when
+    that misses --max-drop, N steps of quantization-aware fine-tuning on --data, then the
+    same search on the tuned weights; the smaller drop is written.
     """
     from srprune.io.checkpoint import check_writable
     from srprune.measure.export import check_parity, export_onnx
 
+    qat = _qat_settings(int8, data, qat_steps, qat_lr)
+    if reduce_range and not int8:
+        raise SrpruneError("--reduce-range applies to INT8 weights; it needs --int8")
     _check_options(int8, data, lr_dir, max_drop)
     out = check_writable(onnx_path, force)
     sr = load_model_arg(model, scale, weights)
@@ -82,8 +96,11 @@ def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
                           f"{exported.opset}, {exported.exporter} exporter); max |torch - ORT| "
                           f"{parity.max_abs_diff:.2g} on 0..255", markup=False, highlight=False)
         return
+    from srprune.measure.quantize import Int8Settings
+
+    settings = Int8Settings(activations, reduce_range=reduce_range)
     report = _int8(sr, model, out, input_size, force, data, lr_dir, eval_data, max_drop,
-                   max_float, calib_patches, activations, threads, runs, as_json)
+                   max_float, calib_patches, settings, threads, runs, as_json, qat)
     if as_json:
         print_json({"model": model, "scale": sr.scale, **report.as_dict()})
     else:
@@ -104,21 +121,38 @@ def _check_options(int8: bool, data: str | None, lr_dir: str | None, max_drop: f
         raise SrpruneError(f"LR folder not found: {lr_dir}")
 
 
+def _qat_settings(int8: bool, data: str | None, steps: int, lr: float | None) -> Any:
+    """The QAT run asked for (None for ``--qat-steps 0``); bad combinations, one line."""
+    if steps < 0:
+        raise SrpruneError(f"--qat-steps must be an integer >= 0, got {steps}")
+    if lr is not None and steps == 0:
+        raise SrpruneError("--qat-lr sets the QAT learning rate; it needs --qat-steps N > 0")
+    if steps == 0:
+        return None
+    if not int8:
+        raise SrpruneError("--qat-steps fine-tunes for INT8; it needs --int8 (and --data)")
+    if data is None:
+        raise SrpruneError("--qat-steps fine-tunes on --data images; give --data DIR")
+    from srprune.deploy.qat import QatSettings
+
+    return QatSettings(steps) if lr is None else QatSettings(steps, lr=lr)
+
+
 def _int8(sr: Any, model: str, out: Path, input_size: tuple[int, int], force: bool,
           data: str | None, lr_dir: str | None, eval_data: str, max_drop: float,
-          max_float: int, calib_patches: int, activations: str, threads: int, runs: int,
-          as_json: bool) -> Any:
+          max_float: int, calib_patches: int, settings: Any, threads: int, runs: int,
+          as_json: bool, qat: Any = None) -> Any:
     from srprune.data.images import open_image_set
     from srprune.deploy.calibration import calibration_inputs
-    from srprune.deploy.int8 import quantize_int8
+    from srprune.deploy.int8 import QatJob, quantize_int8
     from srprune.measure.export import check_parity, export_onnx
-    from srprune.measure.quantize import Int8Settings
 
     assert data is not None  # _check_options
     calibration = calibration_inputs(data, sr.scale, calib_patches, lr_dir)
     if eval_data != "builtin" and not Path(eval_data).is_dir():
         raise SrpruneError(f"eval folder not found: {eval_data}")
     pairs = list(open_image_set(None if eval_data == "builtin" else eval_data, sr.scale))
+    job = None if qat is None else QatJob(sr, open_image_set(data, sr.scale, lr_dir), qat)
     with tempfile.TemporaryDirectory(prefix="srprune-export-") as tmp, \
             ProgressReporter(quiet=as_json) as progress:
         fp32 = Path(tmp) / "fp32.onnx"
@@ -127,8 +161,8 @@ def _int8(sr: Any, model: str, out: Path, input_size: tuple[int, int], force: bo
         check_parity(sr, fp32, input_size, threads=threads, name=model)
         progress("export", 1, 1)
         return quantize_int8(fp32, out, calibration, pairs, sr.scale, max_drop, max_float,
-                             Int8Settings(activations), threads, input_size, runs=runs,
-                             force=force, progress=progress)
+                             settings, threads, input_size, runs=runs,
+                             force=force, progress=progress, qat=job)
 
 
 def _print_report(report: Any, model: str) -> None:
@@ -141,8 +175,14 @@ def _print_report(report: Any, model: str) -> None:
         table.add_column(col, justify="left" if not col else "right")
     table.add_row("FP32", f"{fp['psnr']:.3f}", f"{fp['ssim']:.4f}", f"{lat['fp32_ms']:.2f}",
                   f"{size['fp32_bytes'] / 1e6:.3f}")
-    table.add_row("INT8", f"{q['psnr']:.3f}", f"{q['ssim']:.4f}", f"{lat['int8_ms']:.2f}",
+    qat = report.qat if report.qat and report.qat["ran"] else None
+    label = "INT8" if qat is None else ("INT8 (QAT)" if qat["kept"] else "INT8 (no QAT)")
+    table.add_row(label, f"{q['psnr']:.3f}", f"{q['ssim']:.4f}", f"{lat['int8_ms']:.2f}",
                   f"{size['int8_bytes'] / 1e6:.3f}")
+    if qat is not None:
+        other = ("INT8 before QAT", qat["psnr_before"]) if qat["kept"] else (
+            "INT8 after QAT (discarded)", qat["psnr_after"])
+        table.add_row(other[0], f"{other[1]:.3f}", "", "", "")
     console.print(table)
     cpu = "n/a" if lat["cpu_ratio"] is None else f"{lat['cpu_ratio']:.3f}"
     lines = [
@@ -151,11 +191,33 @@ def _print_report(report: Any, model: str) -> None:
         f"ratio {cpu}), size "
         f"ratio {size['ratio']:.3f}; PSNR vs FP32 output {report.psnr_vs_fp32:.2f} dB; max "
         f"|INT8 - FP32| {report.parity_max_abs_diff:.1f} on 0..255",
-        f"plain PTQ drop {report.plain_ptq.drop:.3f} dB; final drop {report.drop:.3f} dB",
+        f"plain PTQ drop {report.plain_ptq.drop:.3f} dB"
+        f"{' (QAT-tuned weights)' if qat and qat['kept'] else ''}; final drop "
+        f"{report.drop:.3f} dB",
         report.verdict(),
     ]
+    lines += _qat_lines(report.qat)
     lines += [f"  FP32 layer: {name}" for name in report.float_layers]
     if report.float_layers:
         lines.append(f"  nodes excluded from quantization: {', '.join(report.float_nodes)}")
     for line in lines:
         console.print(line, markup=False, highlight=False)
+
+
+def _qat_lines(qat: dict | None) -> list[str]:
+    """What quantization-aware fine-tuning did (nothing when it was not asked for)."""
+    if qat is None:
+        return []
+    if not qat["ran"]:
+        return [f"QAT ({qat['steps']} steps) not run: {qat['reason']}"]
+    t = qat["train"]
+    return [
+        f"QAT: {qat['steps']} steps at lr {t['settings']['lr']:g} in {t['seconds']:.1f} s; "
+        f"drop {qat['drop_before']:.3f} dB before, {qat['drop_after']:.3f} dB after "
+        f"(plain PTQ {qat['plain_ptq_drop_before']:.3f} -> {qat['plain_ptq_drop_after']:.3f} "
+        f"dB); {'kept' if qat['kept'] else 'discarded, the PTQ result is written'}",
+        f"  torch fake-quant PSNR vs float {t['torch_psnr_before']:.2f} -> "
+        f"{t['torch_psnr_after']:.2f} dB; {t['fake_weights']} weights and {t['fake_inputs']} "
+        f"inputs fake-quantized; weights changed {100 * t['weight_change']:.3f} %",
+    ] + ([f"  FP32 nodes not mapped to a module (fake-quantized anyway): "
+          f"{', '.join(t['skipped']['unmapped'])}"] if t["skipped"]["unmapped"] else [])

@@ -19,7 +19,13 @@ Protocol (``srprune export --int8``):
    until the drop is at most ``max_drop`` or ``max_float`` layers are in FP32. When the target
    is not reached the configuration with the smallest drop is kept and the report says so.
 
-Quantization-aware fine-tuning is not done here.
+4. Quantization-aware fine-tuning (``--qat-steps N``, :mod:`srprune.deploy.qat`), only when
+   steps 1-3 miss ``max_drop``: the torch model is fine-tuned N steps through fake
+   quantization mimicking this PTQ (the layers step 3 kept in FP32 left in float), exported
+   to FP32 again, and steps 1-3 run on that file with the same calibration patches and cap.
+   Both drops are against the ORIGINAL FP32 model's PSNR; the smaller one is written. The
+   report's top-level PTQ, sensitivity and trials describe the search behind the written
+   file; its ``qat`` section gives the drops before and after QAT and whether it was kept.
 """
 
 from __future__ import annotations
@@ -141,6 +147,7 @@ class Int8Report:
     qdq: dict
     latency: dict  # fp32_ms, int8_ms, ratio (INT8 / FP32), cpu_ratio, speedup, threads, ...
     size: dict  # fp32_bytes, int8_bytes, ratio
+    qat: dict | None = None  # steps, ran, drop_before/after, kept, train (None: not asked)
 
     def as_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -152,23 +159,60 @@ class Int8Report:
         """One line: the drop against its target, and how many nodes stayed in FP32."""
         kept = (f"{len(self.float_layers)} layer(s) kept in FP32 ({len(self.float_nodes)} "
                 "nodes)")
+        ran = self.qat is not None and self.qat["ran"]
         if self.target_met:
-            return f"drop {self.drop:.3f} dB <= {self.max_drop:g} dB target ({kept})"
-        return (f"target not reached: PTQ + mixed precision drop {self.drop:.3f} dB > "
-                f"{self.max_drop:g} dB (plain PTQ {self.plain_ptq.drop:.3f} dB, {kept}, cap "
-                f"{self.max_float}); quantization-aware fine-tuning would be the next step")
+            tail = f"; {self._qat_phrase()}" if ran else ""
+            return f"drop {self.drop:.3f} dB <= {self.max_drop:g} dB target ({kept}){tail}"
+        if not ran:
+            return (f"target not reached: PTQ + mixed precision drop {self.drop:.3f} dB > "
+                    f"{self.max_drop:g} dB (plain PTQ {self.plain_ptq.drop:.3f} dB, {kept}, "
+                    f"cap {self.max_float}); quantization-aware fine-tuning would be the next "
+                    "step (--qat-steps)")
+        return (f"target not reached: drop {self.drop:.3f} dB > {self.max_drop:g} dB ({kept}, "
+                f"cap {self.max_float}); {self._qat_phrase()}")
+
+    def _qat_phrase(self) -> str:
+        q = self.qat or {}
+        return (f"QAT {q['steps']} steps: drop {q['drop_before']:.3f} dB before, "
+                f"{q['drop_after']:.3f} dB after, "
+                + ("QAT weights kept" if q["kept"] else "QAT result discarded"))
+
+
+@dataclass
+class QatJob:
+    """What ``quantize_int8`` needs for quantization-aware fine-tuning when PTQ falls short:
+    the torch model the FP32 file was exported from, the training images, the run."""
+
+    model: Any  # SRModel
+    images: Any  # ImageSet
+    settings: Any  # deploy.qat.QatSettings
+
+
+@dataclass
+class Search:
+    """PTQ, sensitivity and greedy mixed precision of one FP32 file (steps 1 to 3)."""
+
+    quantizer: Int8Quantizer
+    plain: Trial
+    trials: list[Trial]
+    best: Trial
+    best_path: Path
+    sensitivity: list[dict]
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray],
                   eval_pairs: Sequence[ImagePair], scale: int, max_drop: float = 0.1,
                   max_float: int = 8, settings: Int8Settings | None = None, threads: int = 1,
                   input_size: tuple[int, int] = (96, 96), runs: int = 20, warmup: int = 3,
-                  force: bool = False,
-                  progress: Progress | None = None) -> Int8Report:
+                  force: bool = False, progress: Progress | None = None,
+                  qat: QatJob | None = None) -> Int8Report:
     """PTQ, sensitivity and greedy mixed precision of ``fp32_path``; the result to ``out_path``.
 
     ``eval_pairs`` (LR + HR) judge quality; the latency of FP32 and INT8 is measured in one
-    interleaved ONNX Runtime run at ``input_size`` with ``threads`` threads.
+    interleaved ONNX Runtime run at ``input_size`` with ``threads`` threads. With ``qat``
+    and the drop still above ``max_drop``: quantization-aware fine-tuning of ``qat.model``,
+    its FP32 export searched the same way, and the smaller drop (both against the FP32
+    model of ``fp32_path``) written.
     """
     if max_drop < 0 or not math.isfinite(max_drop):
         raise SrpruneError(f"--max-drop must be a finite number >= 0, got {max_drop}")
@@ -176,38 +220,19 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
         raise SrpruneError(f"the cap of FP32 layers must be >= 0, got {max_float}")
     if not eval_pairs:
         raise SrpruneError("INT8 needs evaluation images to judge the quantized model")
+    settings = settings or Int8Settings()
     report = progress or (lambda _stage, _done, _total: None)
     with tempfile.TemporaryDirectory(prefix="srprune-int8-") as tmp:
         work = Path(tmp)
-        report("calibration", 0, 1)
-        quantizer = Int8Quantizer(fp32_path, calibration, work, settings)
-        plain_path = quantizer.quantize(work / "int8.onnx")
-        report("calibration", 1, 1)
         judge = Judge.of(fp32_path, eval_pairs, scale, threads)
         fp32_psnr = judge.psnr_hr(judge.reference)
-
-        def trial(path: Path, nodes: list[str], layers: list[str]) -> Trial:
-            outs = judge.outputs(path)
-            psnr = judge.psnr_hr(outs)
-            return Trial(nodes, psnr, judge.psnr_fp32(outs), fp32_psnr - psnr, layers)
-
-        plain = trial(plain_path, [], [])
-        trials, best, best_path = [plain], plain, plain_path
-        sensitivity: list[dict] = []
-        if plain.drop > max_drop and max_float > 0:
-            sensitivity = _sensitivity(quantizer, judge, plain_path, work, report)
-            helpful = [row for row in sensitivity if row["gain_db"] > 0][:max_float]
-            report("mixed precision", 0, len(helpful))
-            nodes: list[str] = []
-            for k, row in enumerate(helpful, 1):
-                nodes += [n for n in row["group"] if n not in nodes]
-                path = quantizer.quantize(work / f"mixed-{k}.onnx", nodes)
-                trials.append(trial(path, list(nodes), [r["layer"] for r in helpful[:k]]))
-                report("mixed precision", k, len(helpful))
-                if trials[-1].drop < best.drop:
-                    best, best_path = trials[-1], path
-                if trials[-1].drop <= max_drop:
-                    break
+        search = _search(fp32_path, calibration, settings, judge, fp32_psnr, max_drop,
+                         max_float, work / "ptq", report)
+        qat_info = None
+        if qat is not None:
+            search, qat_info = _qat_arm(qat, search, calibration, settings, judge, fp32_psnr,
+                                        max_drop, max_float, input_size, work, report)
+        best_path = search.best_path
         write_atomic(out_path, lambda t: t.write_bytes(best_path.read_bytes()), force)
         report("quality", 0, 1)
         int8_outs = judge.outputs(out_path)
@@ -221,14 +246,15 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
                             runs, warmup)
         report("latency", 1, 1)
         fp32_bytes, int8_bytes = fp32_path.stat().st_size, out_path.stat().st_size
+        best = search.best
         return Int8Report(
-            str(out_path), quantizer.settings.as_dict(), len(calibration),
+            str(out_path), search.quantizer.settings.as_dict(), len(calibration),
             int(calibration[0].shape[-1]), len(eval_pairs), max_drop, max_float, fp32_quality,
             int8_quality, fp32_quality["psnr"] - int8_quality["psnr"],
-            judge.psnr_fp32(int8_outs), parity, plain, list(best.float_layers),
+            judge.psnr_fp32(int8_outs), parity, search.plain, list(best.float_layers),
             list(best.float_nodes),
-            fp32_quality["psnr"] - int8_quality["psnr"] <= max_drop, sensitivity, trials,
-            qdq_summary(out_path).as_dict(),
+            fp32_quality["psnr"] - int8_quality["psnr"] <= max_drop, search.sensitivity,
+            search.trials, qdq_summary(out_path).as_dict(),
             {"fp32_ms": timed[0].stats.median, "int8_ms": timed[1].stats.median,
              "ratio": timed[1].stats.median / timed[0].stats.median,
              "speedup": timed[1].speedup, "threads": threads, "input_size": list(input_size),
@@ -236,7 +262,81 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
              "cpu_ratio": _cpu_ratio(timed)},
             {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes,
              "ratio": int8_bytes / fp32_bytes},
+            qat_info,
         )
+
+
+def _search(fp32_path: Path, calibration: Sequence[np.ndarray], settings: Int8Settings,
+            judge: Judge, fp32_psnr: float, max_drop: float, max_float: int, work: Path,
+            report: Progress) -> Search:
+    """Plain PTQ, then (drop above ``max_drop``) sensitivity and greedy mixed precision;
+    every drop against ``fp32_psnr``, the FP32 model's PSNR on the judge's images."""
+    work.mkdir(parents=True, exist_ok=True)
+    report("calibration", 0, 1)
+    quantizer = Int8Quantizer(fp32_path, calibration, work, settings)
+    plain_path = quantizer.quantize(work / "int8.onnx")
+    report("calibration", 1, 1)
+
+    def trial(path: Path, nodes: list[str], layers: list[str]) -> Trial:
+        outs = judge.outputs(path)
+        psnr = judge.psnr_hr(outs)
+        return Trial(nodes, psnr, judge.psnr_fp32(outs), fp32_psnr - psnr, layers)
+
+    plain = trial(plain_path, [], [])
+    search = Search(quantizer, plain, [plain], plain, plain_path, [])
+    if plain.drop > max_drop and max_float > 0:
+        search.sensitivity = _sensitivity(quantizer, judge, plain_path, work, report)
+        helpful = [row for row in search.sensitivity if row["gain_db"] > 0][:max_float]
+        report("mixed precision", 0, len(helpful))
+        nodes: list[str] = []
+        for k, row in enumerate(helpful, 1):
+            nodes += [n for n in row["group"] if n not in nodes]
+            path = quantizer.quantize(work / f"mixed-{k}.onnx", nodes)
+            search.trials.append(trial(path, list(nodes), [r["layer"] for r in helpful[:k]]))
+            report("mixed precision", k, len(helpful))
+            if search.trials[-1].drop < search.best.drop:
+                search.best, search.best_path = search.trials[-1], path
+            if search.trials[-1].drop <= max_drop:
+                break
+    return search
+
+
+def _qat_arm(job: QatJob, first: Search, calibration: Sequence[np.ndarray],
+             settings: Int8Settings, judge: Judge, fp32_psnr: float, max_drop: float,
+             max_float: int, input_size: tuple[int, int], work: Path,
+             report: Progress) -> tuple[Search, dict]:
+    """QAT when ``first`` misses ``max_drop``: fine-tune, export, search again; the search
+    with the smaller drop and the ``qat`` section of the report."""
+    from srprune.deploy.qat import FakeQuantSpec, finetune_qat, float_layers
+    from srprune.measure.export import check_parity, export_onnx
+
+    info: dict[str, Any] = {"steps": job.settings.steps, "ran": False,
+                            "drop_before": first.best.drop, "drop_after": None,
+                            "psnr_before": first.best.psnr, "psnr_after": None,
+                            "kept": False}
+    if first.best.drop <= max_drop:
+        info["reason"] = "PTQ + mixed precision met the target"
+        return first, info
+    skip = float_layers(first.quantizer.pre_path, job.model.net, first.best.float_nodes)
+    tuned = finetune_qat(job.model, job.images, calibration, job.settings,
+                         FakeQuantSpec(settings.activations, settings.reduce_range), skip,
+                         report)
+    report("qat export", 0, 1)
+    tuned_fp32 = work / "qat-fp32.onnx"
+    export_onnx(tuned.model, tuned_fp32, input_size, force=True)
+    check_parity(tuned.model, tuned_fp32, input_size, threads=judge.threads)
+    report("qat export", 1, 1)
+    second = _search(tuned_fp32, calibration, settings, judge, fp32_psnr, max_drop,
+                     max_float, work / "qat",
+                     lambda stage, done, total: report(f"{stage} (QAT)", done, total))
+    kept = second.best.drop < first.best.drop
+    info.update({"ran": True, "drop_after": second.best.drop, "psnr_after": second.best.psnr,
+                 "kept": kept, "plain_ptq_drop_before": first.plain.drop,
+                 "plain_ptq_drop_after": second.plain.drop,
+                 "float_layers_before": list(first.best.float_layers),
+                 "float_layers_after": list(second.best.float_layers),
+                 "train": tuned.as_dict()})
+    return (second if kept else first), info
 
 
 def _cpu_ratio(timed: Sequence[Any]) -> float | None:

@@ -18,6 +18,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -404,6 +405,11 @@ class SRGraph:
                 return True
             stack.extend(nxt.outputs)
         return not node.outputs
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The constructor settings (example size, protect, colours): a twin graph's."""
+        return dict(self._settings)
 
     def units(self, scope: str = "internal") -> list[PruningUnit]:
         """Prunable units in network order; ``internal`` keeps trunks and attention fixed.

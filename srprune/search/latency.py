@@ -6,20 +6,31 @@ per machine and thread count) plus the rest of the network, measured once on the
 model. Starting from the full widths, a greedy search takes one step (an eighth of a unit's
 width by default) at a time from the unit where it saves the most predicted time per unit of
 expected quality lost, until the prediction meets the target. Expected quality loss of a unit
-at width w: the share of its channels' L1 filter mass outside the w largest (the channels
-the ``l1`` criterion would drop). After pruning, the engine calls :meth:`verify`: the
-unpruned and pruned models are timed end to end in one interleaved ORT run, and the report
-puts that measurement beside the target and the prediction.
+at width w, with calibration data: the measured mean change of the SR output when that unit
+alone keeps its w strongest channels (L1 filter mass; the others zeroed); without data: the
+share of its L1 filter mass outside the w largest (the channels ``l1`` would drop).
+
+Widths stay multiples of the width ORT's blocked NCHWc convs accept on this CPU
+(:func:`~srprune.measure.nchwc.nchwc_alignment`, probed; ``align``): a conv reading any other
+width falls back to ORT's slower NCHW path, and so does every conv after it, which the
+per-conv table, measured one conv at a time, cannot see. The plan is then measured end to end
+(cut into a copy of the model, timed interleaved with the unpruned one) and, while it is
+slower than the target or more than ``TOLERANCE`` faster, the predicted goal moves by the
+measured miss and the search narrows or widens (``refine`` rounds). After pruning, the engine
+calls :meth:`verify`: the unpruned and pruned models are timed end to end once more, and the
+report puts that measurement beside the target and the prediction.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +42,8 @@ from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.search.base import Strategy, register_strategy
 
+TOLERANCE = 0.03  # a measured plan this much faster than needed is widened again
+
 
 @register_strategy("latency")
 class LatencyTarget(Strategy):
@@ -39,14 +52,18 @@ class LatencyTarget(Strategy):
 
     Options: ``target_ms`` or ``speedup`` (one of them), ``threads`` (1), ``levels`` (8:
     widths move in steps of 1/levels of a unit's width), ``runs`` (9: timed runs of the
-    end-to-end measurements), ``table`` (a latency-table file; default: the cache).
+    end-to-end measurements), ``table`` (a latency-table file; default: the cache),
+    ``align`` ("auto": the width multiple ORT's NCHWc convs accept here; an integer; 1 = any
+    width): every unit whose
+    width is a multiple of ``align`` keeps a multiple of it.
     """
 
     uses_ratio = False
 
     def __init__(self, target_ms: float | None = None, speedup: float | None = None,
                  threads: int = 1, levels: int = 8, runs: int = 9,
-                 table: str | None = None) -> None:
+                 table: str | None = None, align: int | str = "auto",
+                 refine: int = 2, quality: str = "measured", batches: int = 2) -> None:
         if (target_ms is None) == (speedup is None):
             raise SrpruneError("strategy latency needs exactly one of --target-latency MS "
                                "(target_ms) and --speedup X (speedup)")
@@ -60,7 +77,34 @@ class LatencyTarget(Strategy):
         self.speedup = None if speedup is None else float(speedup)
         self.threads, self.levels, self.runs = int(threads), int(levels), int(runs)
         self.table_path = table
+        if align != "auto" and not (str(align).isdigit() and int(align) >= 1):
+            raise SrpruneError(f"latency: align must be 'auto' or an integer >= 1, got {align!r}")
+        self.align = align
+        if int(refine) < 0:
+            raise SrpruneError(f"latency: refine must be >= 0, got {refine}")
+        self.refine = int(refine)
+        if quality not in ("measured", "l1-mass"):
+            raise SrpruneError(f"latency: quality must be 'measured' or 'l1-mass', got "
+                               f"{quality!r}")
+        if int(batches) < 1:
+            raise SrpruneError(f"latency: batches must be >= 1, got {batches}")
+        self.quality, self.batches = quality, int(batches)
         self.report: dict[str, Any] = {}
+
+    def _block(self) -> int:
+        """The width multiple units keep: what ORT's NCHWc convs accept here, or ``align``."""
+        if self.align == "auto":
+            from srprune.measure.nchwc import nchwc_alignment
+            return nchwc_alignment()
+        return int(self.align)
+
+    def _steps(self, unit: Unit, block: int) -> tuple[int, int]:
+        """(step, floor) of a unit's width: multiples of ``block`` when its width is one."""
+        step = max(1, math.ceil(unit.width / self.levels))
+        if block > 1 and unit.width % block == 0:
+            step = max(block, round(step / block) * block)
+            return step, block
+        return step, min(unit.width, step)
 
     # -- prediction ----------------------------------------------------------------------
 
@@ -75,12 +119,18 @@ class LatencyTarget(Strategy):
         return total
 
     @staticmethod
-    def _importance(unit: Unit) -> torch.Tensor:
-        """L1 filter mass per channel, sorted high to low, as a share of the total."""
+    def _l1_scores(unit: Unit) -> torch.Tensor:
+        """L1 filter mass per channel of the unit, summed over the layers that write it."""
         scores = torch.zeros(unit.width, dtype=torch.float64)
         for _, module, index in unit.producer_modules():
             rows = module.weight.detach().abs().flatten(1).sum(1).double().cpu()
-            scores += rows[index].sum(1)
+            scores += rows[index.cpu()].sum(1)
+        return scores
+
+    @classmethod
+    def _importance(cls, unit: Unit) -> torch.Tensor:
+        """L1 filter mass per channel, sorted high to low, as a share of the total."""
+        scores = cls._l1_scores(unit)
         total = float(scores.sum()) or 1.0
         return torch.sort(scores, descending=True).values / total
 
@@ -98,10 +148,20 @@ class LatencyTarget(Strategy):
         target = self.target_ms if self.target_ms is not None else base_ms / self.speedup
 
         keep = {u.name: u.width for u in units}
-        steps = {u.name: max(1, math.ceil(u.width / self.levels)) for u in units}
-        floor = {u.name: min(u.width, steps[u.name]) for u in units}
+        block = self._block()
+        steps, floor = {}, {}
+        for u in units:
+            steps[u.name], floor[u.name] = self._steps(u, block)
         mass = {u.name: self._importance(u) for u in units}
         layers = {u.name: cost.layers_of(u.name) for u in units}
+        loss = self._sensitivity(ctx, units, steps, floor) if self.quality == "measured" \
+            else None
+
+        def lost_by(name: str, width: int, new: int) -> float:
+            """Expected quality lost narrowing unit ``name`` from ``width`` to ``new``."""
+            if loss is not None:
+                return loss[name][new] - loss[name][width]
+            return float(mass[name][new:width].sum())
 
         def predict(plan: Plan) -> float:
             widths = cost.layer_widths(plan)
@@ -115,37 +175,162 @@ class LatencyTarget(Strategy):
                 f"allows in this scope is predicted at {smallest:.2f} ms (unpruned "
                 f"{base_ms:.2f} ms, {self.threads} thread(s), input {input_size[0]}x"
                 f"{input_size[1]})")
-        predicted = predict(keep)
         total_steps = sum((keep[n] - floor[n]) // steps[n] + 1 for n in keep)
         done = 0
-        while predicted > target:
-            widths = cost.layer_widths(keep)
-            best, best_gain = None, -math.inf
-            for unit in units:
-                name = unit.name
-                new = keep[name] - steps[name]
-                if new < floor[name]:
-                    continue
-                trial = {**keep, name: new}
-                changed = cost.layer_widths(trial, layers[name])
-                saved = (self._conv_ms(layers[name], widths, table, inputs)
-                         - self._conv_ms(layers[name], changed, table, inputs))
-                lost = float(mass[name][new:keep[name]].sum())
-                gain = scale * saved / max(lost, 1e-9)
-                if gain > best_gain:
-                    best, best_gain = name, gain
-            if best is None:
-                break
-            keep[best] -= steps[best]
+
+        def narrow(goal: float) -> float:
+            """Narrow ``keep`` greedily until the prediction is at most ``goal`` ms."""
+            nonlocal done
             predicted = predict(keep)
-            done += 1
-            ctx.report("latency search", done, total_steps)
+            while predicted > goal:
+                widths = cost.layer_widths(keep)
+                best, best_gain = None, -math.inf
+                for unit in units:
+                    name = unit.name
+                    new = keep[name] - steps[name]
+                    if new < floor[name]:
+                        continue
+                    trial = {**keep, name: new}
+                    changed = cost.layer_widths(trial, layers[name])
+                    saved = (self._conv_ms(layers[name], widths, table, inputs)
+                             - self._conv_ms(layers[name], changed, table, inputs))
+                    lost = lost_by(name, keep[name], new)
+                    gain = scale * saved / max(lost, 1e-9)
+                    if gain > best_gain:
+                        best, best_gain = name, gain
+                if best is None:
+                    break
+                keep[best] -= steps[best]
+                predicted = predict(keep)
+                done += 1
+                ctx.report("latency search", done, total_steps)
+            return predicted
+
+        def widen(goal: float) -> float:
+            """Give steps back, most quality recovered per predicted ms first, while the
+            prediction stays at most ``goal`` ms."""
+            predicted = predict(keep)
+            while True:
+                widths = cost.layer_widths(keep)
+                best, best_gain = None, 0.0
+                for unit in units:
+                    name = unit.name
+                    new = keep[name] + steps[name]
+                    if new > unit.width:
+                        continue
+                    changed = cost.layer_widths({**keep, name: new}, layers[name])
+                    added = scale * (self._conv_ms(layers[name], changed, table, inputs)
+                                     - self._conv_ms(layers[name], widths, table, inputs))
+                    if predicted + added > goal:
+                        continue
+                    gain = lost_by(name, new, keep[name]) / max(added, 1e-9)
+                    if gain > best_gain:
+                        best, best_gain = name, gain
+                if best is None:
+                    return predicted
+                keep[best] += steps[best]
+                predicted = predict(keep)
+
+        def adjust(goal: float) -> float:
+            return narrow(goal) if predict(keep) > goal else widen(goal)
+
+        narrow(target)
         table.save()
+        rounds = self._refine(ctx, keep, input_size, target, base_ms, predict, adjust)
         self.report = {"target_ms": round(target, 3), "unpruned_ms": round(base_ms, 3),
-                       "predicted_ms": round(predicted, 3), "threads": self.threads,
+                       "predicted_ms": round(predict(keep), 3),
+                       "threads": self.threads,
                        "input_size": list(input_size), "table": str(table.path),
-                       "shapes_measured": table.measured, "machine": table.key}
+                       "shapes_measured": table.measured, "machine": table.key,
+                       "align": block, "refinements": rounds,
+                       "quality_proxy": "measured" if loss is not None else "l1-mass"}
         return keep
+
+    # -- measured sensitivity -------------------------------------------------------------
+
+    def _sensitivity(self, ctx: Context, units: Sequence[Unit], steps: dict[str, int],
+                     floor: dict[str, int]) -> dict[str, dict[int, float]] | None:
+        """Mean |SR - SR of the unpruned model| (0..255) on calibration LR patches with only
+        one unit narrowed, for every unit and every width the search can give it.
+
+        Narrowing is simulated by zeroing the unit's weakest channels (lowest L1 filter mass,
+        the ones ``l1`` drops) in every conv/linear that writes them: the channels then carry
+        zeros, as if removed (exact for nets whose layers map 0 to 0 after those convs, e.g.
+        ReLU-family activations and residual adds; an approximation after normalization
+        layers). None without calibration data: the search then uses L1 mass alone.
+        """
+        if not ctx.batches:
+            return None
+        inputs = [lr[0].to(ctx.device) for lr, _ in ctx.batches[:self.batches]]
+        model = ctx.model
+        table: dict[str, dict[int, float]] = {}
+        with torch.no_grad():
+            reference = [model(x) for x in inputs]
+            for done, unit in enumerate(units, 1):
+                producers = unit.producer_modules()
+                saved = [(m.weight.detach().clone(),
+                          None if m.bias is None else m.bias.detach().clone())
+                         for _, m, _ in producers]
+                order = self._order(unit)
+                table[unit.name] = {unit.width: 0.0}
+                try:
+                    for width in range(unit.width - steps[unit.name], floor[unit.name] - 1,
+                                       -steps[unit.name]):
+                        for _, module, index in producers:
+                            rows = index.to(module.weight.device)[order[width:]].flatten()
+                            module.weight[rows] = 0
+                            if module.bias is not None:
+                                module.bias[rows] = 0
+                        table[unit.name][width] = float(np.mean(
+                            [(model(x) - r).abs().mean().item()
+                             for x, r in zip(inputs, reference, strict=True)]))
+                finally:
+                    for (_, module, _), (weight, bias) in zip(producers, saved, strict=True):
+                        module.weight.copy_(weight)
+                        if bias is not None:
+                            module.bias.copy_(bias)
+                ctx.report("latency sensitivity", done, len(units))
+        return table
+
+    @classmethod
+    def _order(cls, unit: Unit) -> torch.Tensor:
+        """The unit's channels by L1 filter mass, strongest first."""
+        return torch.argsort(cls._l1_scores(unit), descending=True)
+
+    # -- measured refinement --------------------------------------------------------------
+
+    def _refine(self, ctx: Context, keep: dict[str, int], input_size: tuple[int, int],
+                target: float, base_ms: float, predict: Callable[[dict], float],
+                adjust: Callable[[float], float]) -> list[dict[str, Any]]:
+        """Measure the plan end to end; while its share of the unpruned latency misses the
+        wanted share (slower, or more than ``TOLERANCE`` faster than needed), move the
+        predicted goal by the measured miss and narrow or widen (``refine`` rounds, then one
+        last measurement). A plan that ends slower than the target falls back to the widest
+        measured plan that met it."""
+        rounds: list[dict[str, Any]] = []
+        wanted = target / base_ms
+        met: list[tuple[float, dict[str, int]]] = []
+        for i in range(self.refine + 1 if self.refine else 0):
+            predicted = predict(keep)
+            unpruned_ms, plan_ms = self._measure(ctx.model, _pruned_copy(ctx, keep),
+                                                 input_size=input_size)
+            share = plan_ms / unpruned_ms
+            rounds.append({"predicted_ms": round(predicted, 3),
+                           "measured_ms": round(plan_ms, 3),
+                           "measured_unpruned_ms": round(unpruned_ms, 3)})
+            if share <= wanted:
+                met.append((share, dict(keep)))
+            if i == self.refine or wanted * (1 - TOLERANCE) <= share <= wanted:
+                break
+            # measured / predicted share of the unpruned latency: the prediction's miss
+            miss = share / (predicted / base_ms)
+            before = dict(keep)
+            adjust(target / miss * (1 - 0.01 * (i + 1)))  # and a growing margin
+            if keep == before:
+                break
+        if rounds and share > wanted and met:
+            keep.update(max(met, key=lambda m: m[0])[1])
+        return rounds
 
     # -- measurement ---------------------------------------------------------------------
 
@@ -172,3 +357,17 @@ class LatencyTarget(Strategy):
                             "met": (before / after >= self.speedup if self.speedup
                                     else after <= self.report["target_ms"])})
         return self.report
+
+
+def _pruned_copy(ctx: Context, keep: dict[str, int]) -> SRModel:
+    """A copy of the unpruned model cut to the plan's widths (first channels kept: latency
+    depends on the widths, not on which channels stay)."""
+    from srprune.prune.graph import SRGraph
+
+    model = copy.deepcopy(ctx.model)
+    graph = SRGraph(model.net, model.scale, screen=False, **ctx.graph.settings)
+    by_name = {u.name: u for u in graph.all_units()}
+    for name, width in keep.items():
+        if width < by_name[name].width:
+            graph.prune(by_name[name], list(range(width)))
+    return model
