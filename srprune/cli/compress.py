@@ -180,15 +180,13 @@ def _latency_line(r: dict[str, Any]) -> str:
 
 
 def _refinement_note(r: dict[str, Any]) -> str:
-    """How often the plan was measured and narrowed further before pruning, and why."""
+    """Widths alignment, how often the plan was timed before pruning, the quality proxy."""
     rounds = r.get("refinements") or []
-    narrowed = len(rounds) - 1 if rounds and rounds[-1]["measured_ms"] / rounds[-1][
-        "measured_unpruned_ms"] <= r["target_ms"] / r["unpruned_ms"] else len(rounds)
     proxy = r.get("quality_proxy")
     parts = ([f"widths in multiples of {r['align']}"] if r.get("align", 1) > 1 else []) + (
-        [f"narrowed {narrowed} more time(s) after measuring the plan"] if narrowed else []) + (
+        [f"plan timed {len(rounds)} time(s) before pruning"] if rounds else []) + (
         ["quality: measured output change per unit" if proxy == "measured"
-         else "quality: L1 filter mass (no --data)"] if proxy else [])
+         else "quality: L1 filter mass"] if proxy else [])
     return f" ({'; '.join(parts)})" if parts else ""
 
 
