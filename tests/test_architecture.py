@@ -29,7 +29,7 @@ ALLOWED = {
     "api": {"core", "criteria", "search", "prune", "training", "measure", "quality", "models",
             "data", "io"},
     "compare": {"core", "api", "measure", "quality", "models", "data", "io"},
-    "deploy": {"core", "models", "measure", "quality", "data", "io"},
+    "deploy": {"core", "models", "measure", "quality", "data", "io", "training"},
     "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data",
             "io", "compare", "deploy"},
     "root": {"core", "api"},
