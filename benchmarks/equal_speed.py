@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from saved_run import run_or_report
 
 SRPRUNE = [str(Path(sys.executable).with_name("srprune"))]
 
@@ -156,13 +157,7 @@ def main() -> None:
                         help="Folder for the artifacts (kept: fine-tuned ones are reused).")
     parser.add_argument("--report", type=Path, help="Print the tables of a saved run.")
     a = parser.parse_args()
-    if a.report:
-        report(json.loads(a.report.read_text()))
-        return
-    data = run(a)
-    if a.out:
-        a.out.write_text(json.dumps(data, indent=1))
-    report(data)
+    run_or_report(a.report, a.out, lambda: run(a), report)
 
 
 if __name__ == "__main__":

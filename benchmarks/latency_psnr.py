@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from saved_run import run_or_report
+
 SRPRUNE = str(Path(sys.executable).with_name("srprune"))
 
 
@@ -115,10 +117,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--report", type=Path, help="Tables (and --plot) of a saved run.")
     a = parser.parse_args()
-    data = json.loads(a.report.read_text()) if a.report else run(a)
-    if a.out and not a.report:
-        a.out.write_text(json.dumps(data, indent=1))
-    report(data)
+    data = run_or_report(a.report, a.out, lambda: run(a), report)
     if a.plot:
         plot(data, a.plot)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from saved_run import run_or_report
 
 from srprune.measure.export import export_onnx
 from srprune.measure.latency_table import cpu_model
@@ -164,13 +165,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--report", type=Path, help="Print the tables of a saved run.")
     args = parser.parse_args()
-    if args.report:
-        report(json.loads(args.report.read_text()))
-        return
-    data = run(args)
-    if args.out:
-        args.out.write_text(json.dumps(data, indent=1))
-    report(data)
+    run_or_report(args.report, args.out, lambda: run(args), report)
 
 
 if __name__ == "__main__":
