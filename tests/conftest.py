@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -31,3 +33,15 @@ def _private_cache(tmp_path_factory, monkeypatch):
 def _single_thread():
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """Two 64x64 random RGB photos (seed 0) in a folder: training data for CLI tests."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"p{i}.png")
+    return folder

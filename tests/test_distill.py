@@ -139,15 +139,6 @@ def test_feature_distillation_of_an_unpruned_model_is_refused():
         Distiller(teacher, copy.deepcopy(teacher), 0.0, feature_weight=1.0)
 
 
-@pytest.fixture
-def photo_dir(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, img in enumerate(images(2, 64)):
-        Image.fromarray(img).save(folder / f"p{i}.png")
-    return folder
-
-
 def test_cli_train_distils_a_pruned_artifact_from_its_teacher(photo_dir, tmp_path):
     pruned = tmp_path / "p.srp"
     r = CliRunner().invoke(main, ["compress", "drn-t", "--ratio", "0.5", "--out", str(pruned)])

@@ -107,15 +107,6 @@ def test_wrong_scale_data_is_refused():
         dr_loss(model, [lr[0], lr[0]], hr)
 
 
-@pytest.fixture
-def photo_dir(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, img in enumerate(images(2, 64)):
-        Image.fromarray(img).save(folder / f"p{i}.png")
-    return folder
-
-
 def test_cli_train_then_eval(photo_dir, tmp_path):
     out = tmp_path / "w.pt"
     r = CliRunner().invoke(main, ["train", "drn-t", "--data", str(photo_dir), "--steps", "3",

@@ -310,7 +310,9 @@ class LatencyTarget(Strategy):
         rounds: list[dict[str, Any]] = []
         wanted = target / base_ms
         met: list[tuple[float, dict[str, int]]] = []
-        for i in range(self.refine + 1 if self.refine else 0):
+        total = self.refine + 1 if self.refine else 0
+        for i in range(total):
+            ctx.report("latency: timing the plan", i, total)
             predicted = predict(keep)
             unpruned_ms, plan_ms = self._measure(ctx.model, _pruned_copy(ctx, keep),
                                                  input_size=input_size)
@@ -328,6 +330,8 @@ class LatencyTarget(Strategy):
             adjust(target / miss * (1 - 0.01 * (i + 1)))  # and a growing margin
             if keep == before:
                 break
+        if rounds:
+            ctx.report("latency: timing the plan", total, total)
         if rounds and share > wanted and met:
             keep.update(max(met, key=lambda m: m[0])[1])
         return rounds
