@@ -35,13 +35,17 @@ def _single_thread():
     yield
 
 
-@pytest.fixture
-def photo_dir(tmp_path):
-    """Two 64x64 random RGB photos (seed 0) in a folder: training data for CLI tests."""
-    folder = tmp_path / "photos"
+def write_photos(folder: Path, side: int, n: int = 2) -> Path:
+    """``n`` random RGB photos (seed 0), ``side`` px square, in a new ``folder``."""
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(2):
-        img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    for i in range(n):
+        img = (rng.random((side, side, 3)) * 255).astype(np.uint8)
         Image.fromarray(img).save(folder / f"p{i}.png")
     return folder
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """Two 64x64 random photos: training data for CLI tests."""
+    return write_photos(tmp_path / "photos", 64)

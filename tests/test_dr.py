@@ -17,6 +17,7 @@ from srprune.models.zoo import build_srnet
 from srprune.prune.engine import compress
 from srprune.search.dr_search import DRSearch
 from srprune.training.loss import dr_loss
+from tests.conftest import write_photos
 
 
 def batches(scale: int, n: int = 2, size: int = 8, seed: int = 0) -> list:
@@ -258,13 +259,7 @@ def test_dr_search_needs_two_batches():
 
 @pytest.fixture
 def photo_dir(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        img = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"p{i}.png")
-    return folder
+    return write_photos(tmp_path / "photos", 96)
 
 
 def test_cli_dr_with_dr_search_and_finetune(photo_dir, tmp_path):
