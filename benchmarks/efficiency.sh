@@ -3,8 +3,9 @@
 # DRN-S x4 (random weights: latency does not depend on them) pruned with l1 by the uniform
 # strategy (scope internal; scope all; scope all with widths in multiples of 4, the widths
 # ORT's NCHWc convs accept here) at 30/50/70 % of the parameters, and by the latency strategy
-# (scope all, widths aligned automatically) at 1.43x / 2x / 3.33x (30/50/70 % less latency);
-# the authors' drn-s30/50/70 beside them. One interleaved `srprune bench --roofline` run.
+# (scope all, widths aligned automatically) at 1.43x / 2x / 3.33x (30/50/70 % less latency),
+# widths only and with whole residual blocks (depth=true); the authors' drn-s30/50/70 beside
+# them. One interleaved `srprune bench --roofline` run.
 #
 # Usage: bash benchmarks/efficiency.sh [WORK_DIR] [OUT_JSON]
 set -euo pipefail
@@ -25,7 +26,11 @@ for s in 1.43 2 3.33; do
   # random weights: measured sensitivity would rank noise, so L1 mass ranks the units
   "$srprune" compress "${common[@]}" --strategy latency --speedup $s --scope all --threads 1 \
     --input-size 96 96 --strategy-opt quality=l1-mass --out "$work/latency-$s.srp"
-  models+=("$work/latency-$s.srp")
+  # depth: a block's quality loss is measured (noise on random weights: this run is about
+  # speed and efficiency, not about which blocks go)
+  "$srprune" compress "${common[@]}" --strategy latency --speedup $s --scope all --threads 1 \
+    --input-size 96 96 --strategy-opt depth=true --out "$work/latency-depth-$s.srp"
+  models+=("$work/latency-$s.srp" "$work/latency-depth-$s.srp")
 done
 "$srprune" bench drn-s drn-s30 drn-s50 drn-s70 "${models[@]}" --scale 4 --threads 1 \
   --input-size 96 96 --runs 10 --warmup 2 --roofline --json > "$out"

@@ -9,7 +9,8 @@
 3. Both plans are pruned again and fine-tuned with the same recipe for every seed
    (``srprune compress --finetune-steps N --seed S``; the latency plan through
    ``--strategy from-file``, so every seed gets the architecture measured in step 1), scored
-   on ``--eval``.
+   on ``--eval``. A plan that removes whole residual blocks (``--latency-opt depth=true``)
+   is replayed with its removed blocks.
 
   python benchmarks/equal_speed.py drn-t --weights srprune/weights/drn-t-x4.pt \
       --data ../shared/data/train --speedup 2.0 --seeds 0 1 2 --steps 100 \
@@ -61,7 +62,8 @@ def recipe(a: argparse.Namespace, seed: int) -> list[str]:
 
 def latency_args(a: argparse.Namespace) -> list[str]:
     return ["--strategy", "latency", "--speedup", str(a.speedup), "--scope", a.latency_scope,
-            "--threads", str(a.threads), "--input-size", *map(str, a.input_size)]
+            "--threads", str(a.threads), "--input-size", *map(str, a.input_size),
+            *[arg for opt in a.latency_opt for arg in ("--strategy-opt", opt)]]
 
 
 def run(a: argparse.Namespace) -> dict:
@@ -83,14 +85,21 @@ def run(a: argparse.Namespace) -> dict:
     lat_ms = medians[1]
     pick = int(np.argmin([abs(m - lat_ms) for m in medians[2:]]))
     ratio = a.ratios[pick]
+    arms = [("uniform", ratio)]
+    if a.uniform == "bracket":  # the nearest uniform model slower and the nearest faster
+        timed = list(zip(medians[2:], a.ratios, strict=True))
+        slower = [r for m, r in sorted(timed) if m >= lat_ms][:1]
+        faster = [r for m, r in sorted(timed, reverse=True) if m < lat_ms][:1]
+        arms = [(f"uniform {r}", r) for r in slower + faster]
     # the latency plan is measured once: every seed fine-tunes that same architecture
     plan = work / "latency-plan.json"
     plan.write_text(json.dumps(plan_of(lat_path)))
     latency_arm = ["--strategy", "from-file", "--plan", str(plan), "--scope", a.latency_scope]
     rows = []
     for seed in a.seeds:
-        for arm, extra in (("latency", latency_arm), ("uniform", ["--ratio", str(ratio)])):
-            path = work / f"{arm}-tuned-s{seed}.srp"
+        for arm, extra in [("latency", latency_arm),
+                           *[(label, ["--ratio", str(r)]) for label, r in arms]]:
+            path = work / f"{arm.replace(' ', '-')}-tuned-s{seed}.srp"
             out = srprune("compress", *model_args(a), *extra, *recipe(a, seed), "--out",
                           str(path), "--force")
             rows.append({"arm": arm, "seed": seed, "psnr": out["quality_after"]["psnr"],
@@ -105,7 +114,7 @@ def run(a: argparse.Namespace) -> dict:
                         "cpus": os.cpu_count(), "load_average": os.getloadavg()},
             "latency_compress": lat, "bench": bench,
             "bench_labels": ["unpruned", "latency", *[f"uniform {r}" for r in a.ratios]],
-            "matched_ratio": ratio, "rows": rows}
+            "matched_ratio": ratio, "uniform_arms": [label for label, _ in arms], "rows": rows}
 
 
 def report(data: dict) -> None:
@@ -119,7 +128,8 @@ def report(data: dict) -> None:
     print(f"\nuniform ratio matched to the latency model: {data['matched_ratio']}\n")
     print("| arm | params | PSNR per seed | mean | std |")
     print("|---|---:|---|---:|---:|")
-    for arm in ("latency", "uniform"):
+    arms = list(dict.fromkeys(r["arm"] for r in data["rows"]))
+    for arm in arms:
         rows = [r for r in data["rows"] if r["arm"] == arm]
         if not rows:
             continue
@@ -127,11 +137,12 @@ def report(data: dict) -> None:
         print(f"| {arm} | {rows[0]['params']:,} | {', '.join(f'{p:.3f}' for p in psnr)} | "
               f"{psnr.mean():.3f} | {psnr.std(ddof=1) if len(psnr) > 1 else 0:.3f} |")
     lat = {r["seed"]: r["psnr"] for r in data["rows"] if r["arm"] == "latency"}
-    uni = {r["seed"]: r["psnr"] for r in data["rows"] if r["arm"] == "uniform"}
-    gains = [lat[s] - uni[s] for s in lat if s in uni]
-    if gains:
-        print(f"\npaired gain latency - uniform: {', '.join(f'{g:+.3f}' for g in gains)} "
-              f"(mean {np.mean(gains):+.3f} dB)")
+    for arm in arms[1:]:
+        uni = {r["seed"]: r["psnr"] for r in data["rows"] if r["arm"] == arm}
+        gains = [lat[s] - uni[s] for s in lat if s in uni]
+        if gains:
+            print(f"\npaired gain latency - {arm}: {', '.join(f'{g:+.3f}' for g in gains)} "
+                  f"(mean {np.mean(gains):+.3f} dB)")
 
 
 def main() -> None:
@@ -143,8 +154,13 @@ def main() -> None:
     parser.add_argument("--eval", default="builtin")
     parser.add_argument("--speedup", type=float, default=2.0)
     parser.add_argument("--latency-scope", choices=["internal", "all"], default="all")
+    parser.add_argument("--latency-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="An option of the latency strategy (e.g. depth=true).")
     parser.add_argument("--ratios", type=float, nargs="+",
                         default=[0.5, 0.6, 0.65, 0.7, 0.75, 0.8])
+    parser.add_argument("--uniform", choices=["matched", "bracket"], default="matched",
+                        help="Fine-tune the uniform ratio closest in latency, or the nearest "
+                             "slower and the nearest faster one.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=8)

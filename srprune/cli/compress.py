@@ -163,6 +163,13 @@ def _print_report(s: dict[str, Any]) -> None:
     if s.get("reparameterized"):
         console.print(f"{s['reparameterized']} re-parameterised blocks were fused to their "
                       "deploy form (one conv each) before pruning")
+    if latency.get("blocks_offered") == 0:
+        console.print("depth: the model has no residual block to remove (a block must turn "
+                      "into the identity with zero weights); widths only")
+    if s.get("removed_blocks"):
+        blocks = s["removed_blocks"]
+        console.print(f"depth: {len(blocks)} residual block(s) removed whole "
+                      f"({', '.join(blocks[:4])}{', ...' if len(blocks) > 4 else ''})")
     console.print(f"{asked}, achieved {s['ratio_achieved']:.3f} "
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "

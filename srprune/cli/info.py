@@ -43,6 +43,8 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     if sr.meta.get("detected"):
         data["detected"] = sr.meta["detected"]
     data["architecture"] = {"family": sr.arch, "config": sr.config}
+    if sr.removed_blocks:
+        data["removed_blocks"] = list(sr.removed_blocks)
     if show_units:
         from srprune.prune.graph import SRGraph
 
@@ -64,6 +66,8 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     config = sr.config.get("hyperparameters", sr.config)
     table.add_row("architecture", f"{sr.arch}: " + ", ".join(
         f"{k}={v}" for k, v in config.items() if k not in ("widths", "package", "class_name")))
+    if sr.removed_blocks:
+        table.add_row("removed blocks", f"{len(sr.removed_blocks)} (depth pruning)")
     for i, shape in enumerate(cost.outputs):
         table.add_row(f"output {i}", "x".join(map(str, shape)))
     console.print(table)

@@ -19,7 +19,8 @@ from srprune.errors import SrpruneError
 from srprune.io.checkpoint import read_checkpoint, save_checkpoint
 
 FORMAT = "srprune-artifact"
-VERSION = 2  # 2: adds "channel_splits" (written as 1 when a model has none)
+VERSION = 3  # 2: adds "channel_splits"; 3: adds "removed_blocks" (the lowest version that
+# holds what a file has is written, so files without them stay readable by older releases)
 SUFFIXES = (".srp", ".pt", ".pth")
 StateDict = dict[str, torch.Tensor]
 
@@ -39,6 +40,8 @@ class ArtifactData:
     # split calls the pruned net replays with new sizes ({call number: sizes}; see
     # srprune.models.splits)
     splits: dict[int, list[int]] = field(default_factory=dict)
+    # residual blocks depth pruning replaced with nn.Identity (module names, replayed on load)
+    removed: list[str] = field(default_factory=list)
 
 
 def is_artifact_path(spec: str | Path) -> bool:
@@ -49,12 +52,15 @@ def is_artifact_path(spec: str | Path) -> bool:
 
 def write_artifact(data: ArtifactData, path: str | Path, force: bool = False) -> Path:
     """Write ``data`` atomically (refusing to replace a file unless ``force``)."""
-    payload = {"format": FORMAT, "version": VERSION if data.splits else 1, "arch": data.arch,
+    version = 3 if data.removed else 2 if data.splits else 1
+    payload = {"format": FORMAT, "version": version, "arch": data.arch,
                "name": data.name, "scale": data.scale, "config": data.config,
                "plan": data.plan, "state_dict": data.state_dict, "duals": data.duals,
                "meta": data.meta}
     if data.splits:
         payload["channel_splits"] = {int(k): list(v) for k, v in data.splits.items()}
+    if data.removed:
+        payload["removed_blocks"] = list(data.removed)
     return save_checkpoint(payload, path, force=force)
 
 
@@ -98,7 +104,19 @@ def read_artifact(path: str | Path) -> ArtifactData:
     return ArtifactData(arch=data["arch"], name=name, scale=scale, config=dict(data["config"]),
                         state_dict=data["state_dict"], duals=duals, plan=plan,
                         meta=meta if isinstance(meta, dict) else {},
-                        splits=_split_table(data.get("channel_splits"), path))
+                        splits=_split_table(data.get("channel_splits"), path),
+                        removed=_removed_blocks(data.get("removed_blocks"), path))
+
+
+def _removed_blocks(value: object, path: str | Path) -> list[str]:
+    """The saved list of removed blocks, checked ([] when there is none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and v and v.isprintable() and len(v) <= 200 for v in value):
+        raise SrpruneError(f"{path}: damaged artifact: 'removed_blocks' is not a list of "
+                           "module names")
+    return list(value)
 
 
 def _split_table(value: object, path: str | Path) -> dict[int, list[int]]:

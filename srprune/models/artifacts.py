@@ -22,6 +22,7 @@ from srprune.io.artifact import (
     resize_to_state,
     write_artifact,
 )
+from srprune.models.depth import remove_blocks
 from srprune.models.spec import ModelSpec
 from srprune.models.splits import channel_splits, set_channel_splits
 from srprune.models.srmodel import SRModel
@@ -40,7 +41,8 @@ def save_artifact(model: SRModel, path: str | Path, meta: dict[str, Any] | None 
         arch=model.arch, name=model.name or model.arch, scale=model.scale,
         config=dict(model.config),
         state_dict={k: v.detach().cpu() for k, v in model.net.state_dict().items()},
-        duals=duals, plan=model.plan, meta=dict(meta or {}), splits=channel_splits(model.net))
+        duals=duals, plan=model.plan, meta=dict(meta or {}), splits=channel_splits(model.net),
+        removed=list(model.removed_blocks))
     return write_artifact(data, path, force=force)
 
 
@@ -61,6 +63,9 @@ def load_artifact(path: str | Path) -> SRModel:
     model = _rebuild(data, path).eval()
     expected = _reference_shapes(model)
     try:
+        if data.removed:
+            remove_blocks(model.net, data.removed, f"{path}: damaged artifact: ")
+            model.removed_blocks = list(data.removed)
         if data.splits:
             set_channel_splits(model.net, data.splits)
         resize_to_state(model.net, data.state_dict, path)

@@ -20,7 +20,8 @@ class SRModel:
     ``arch`` is the builder family and ``config`` its keyword arguments (the unpruned
     architecture); ``name`` is the registered model name that rebuilds it (artifacts use it,
     so plugin models load back); ``plan`` is the pruning plan applied, ``meta`` free-form
-    information carried by artifacts (report, source).
+    information carried by artifacts (report, source); ``removed_blocks`` names the
+    residual blocks depth pruning replaced with ``nn.Identity`` (artifacts replay it).
     """
 
     net: nn.Module
@@ -32,6 +33,7 @@ class SRModel:
     plan: dict[str, Any] | None = None
     name: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    removed_blocks: list[str] = field(default_factory=list)
 
     def outputs(self, lr: torch.Tensor) -> list[torch.Tensor]:
         """All outputs of the primal net as a list (one item for single-output nets)."""

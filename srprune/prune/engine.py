@@ -19,11 +19,12 @@ import torch
 from srprune.config import RunConfig
 from srprune.errors import SrpruneError
 from srprune.measure.cost import Cost, model_cost
+from srprune.models.depth import find_residual_blocks, remove_blocks
 from srprune.models.srmodel import SRModel
 from srprune.prune.context import PruneContext
 from srprune.prune.contracts import Batch, ProgressFn  # ProgressFn: (stage, done, total)
 from srprune.prune.factory import instantiate
-from srprune.prune.graph import SRGraph
+from srprune.prune.graph import PruningUnit, SRGraph
 from srprune.prune.plan import PlanCost, plan_to_json
 from srprune.registry import CRITERIA, STRATEGIES
 
@@ -64,6 +65,8 @@ class CompressResult:
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "units": len(self.plan["units"]),
         }
+        if self.plan.get("removed_blocks"):
+            data["removed_blocks"] = list(self.plan["removed_blocks"])
         if self.quality_before is not None:
             data["quality_before"] = _quality_brief(self.quality_before)
         if self.quality_pruned is not None:
@@ -77,6 +80,36 @@ class CompressResult:
         if self.model.meta.get("reparameterized"):  # pruned in the deploy form: say so
             data["reparameterized"] = self.model.meta["reparameterized"]
         return data
+
+
+def _remove_blocks(model: SRModel, names: list[str], scope: str,
+                   ctx: PruneContext) -> list[PruningUnit]:
+    """Replace residual blocks with identities, rebuild the graph on the shallower net
+    (``ctx.graph``) and return its units in ``scope`` (units can change: those inside the
+    blocks are gone, and a trunk no longer tied by the blocks' adds can become internal)."""
+    offered = {b.name for b in find_residual_blocks(
+        model.net, ctx.graph.example, exclude=ctx.graph.settings["protect"])}
+    unknown = [n for n in names if n not in offered]
+    if unknown:
+        raise SrpruneError(f"cannot remove block '{unknown[0]}': it is not a residual block "
+                           "of this model")
+    remove_blocks(model.net, names)
+    model.removed_blocks = [*model.removed_blocks, *names]
+    ctx.graph = SRGraph(model.net, model.scale, **ctx.graph.settings)
+    return ctx.graph.units(scope)
+
+
+def _check_survivors(units: Sequence[PruningUnit], survivors: Sequence[PruningUnit],
+                     keep: dict[str, int], removed: list[str]) -> None:
+    """Every unit the plan narrows outside the removed blocks is still there, by name."""
+    present = {u.name for u in survivors}
+    inside = tuple(f"{n}." for n in removed)
+    for unit in units:
+        if unit.name not in present and keep.get(unit.name, unit.width) < unit.width \
+                and not all(layer.startswith(inside)
+                            for layer in (*unit.producers, *unit.consumers)):
+            raise SrpruneError(f"unit {unit.name} is planned narrower but is not a unit of "
+                               "the model once the blocks are removed")
 
 
 def _quality_brief(q: dict[str, Any]) -> dict[str, float]:
@@ -137,9 +170,19 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
 
     t0 = time.perf_counter()
     ctx.report("search", 0, 1)  # strategies report their own loops under their own stage
+    first = getattr(strat, "blocks_to_remove", None)  # known before planning (a plan file)
+    removed = list(first() if callable(first) else [])
+    if removed:
+        units = _remove_blocks(model, removed, sel.scope, ctx)
+        graph, cost = ctx.graph, PlanCost(ctx.graph, input_size)
     keep = strat.plan(units, sel.ratio, ctx, cost)
     ctx.report("search", 1, 1)
     seconds["search"] = time.perf_counter() - t0
+    chosen = list(getattr(strat, "removed_blocks", None) or [])  # chosen by the search
+    if chosen:  # depth first: the widths are then cut in the net the model will have
+        survivors = _remove_blocks(model, chosen, sel.scope, ctx)
+        _check_survivors(units, survivors, keep, chosen)
+        units, graph, removed = survivors, ctx.graph, removed + chosen
 
     t0 = time.perf_counter()
     ctx.report("prune", 0, len(units))
@@ -159,6 +202,8 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     seconds["prune"] = time.perf_counter() - t0
 
     plan = plan_to_json(units, keep)
+    if removed:
+        plan["removed_blocks"] = removed
     model.plan = plan
     after = model_cost(model, input_size)
     strategy_report = None

@@ -127,6 +127,22 @@ def read_plan(path: str | Path, units: Sequence[Unit]) -> Plan:
     return _plan_from_text(text, path, units)
 
 
+def read_removed_blocks(path: str | Path) -> list[str]:
+    """The residual blocks a JSON plan removes (``"removed_blocks"``; [] for text plans)."""
+    path = Path(path)
+    text = read_text(path, "plan")
+    if not text.lstrip().startswith("{"):
+        return []
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return []  # not a plan at all: read_plan says so
+    value = data.get("removed_blocks", []) if isinstance(data, dict) else []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SrpruneError(f"{path}: 'removed_blocks' is not a list of module names")
+    return value
+
+
 def _plan_from_json(text: str, path: Path, units: Sequence[Unit]) -> Plan:
     try:
         data = json.loads(text)

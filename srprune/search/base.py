@@ -16,14 +16,17 @@ class Strategy:
     of primal parameters to remove, the pruning context (model, data, seed, dual weight) and a
     cost model that predicts params/MACs of any plan exactly.
 
-    Class attributes: ``needs_data`` (the run must have calibration batches), ``uses_ratio``
+    Class attributes: ``needs_data`` (the run must have calibration batches; an instance may
+    set it when one of its options needs data), ``uses_ratio``
     (False: the strategy ignores ``--ratio``) and ``preset_group``: the name of a preset
     section (e.g. ``"search"``: ``steps``) whose options the run configuration passes to the
     strategy's constructor under ``--preset``; explicit ``--strategy-opt`` values win. None
-    (the default): presets set no option of this strategy.
+    (the default): presets set no option of this strategy. Optional depth hooks:
+    ``removed_blocks`` (residual blocks the engine removes after :meth:`plan`) or
+    ``blocks_to_remove()`` (blocks removed before it; see ``docs/plugins.md``).
     """
 
-    needs_data: ClassVar[bool] = False
+    needs_data: bool = False
     uses_ratio: ClassVar[bool] = True
     preset_group: ClassVar[str | None] = None
 

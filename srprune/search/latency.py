@@ -19,6 +19,12 @@ slower than the target or more than ``TOLERANCE`` faster, the predicted goal mov
 measured miss and the search narrows or widens (``refine`` rounds). After pruning, the engine
 calls :meth:`verify`: the unpruned and pruned models are timed end to end once more, and the
 report puts that measurement beside the target and the prediction.
+
+With ``depth``, whole residual blocks (:mod:`srprune.models.depth`) compete with width steps
+in the same greedy: a block saves its convs' predicted time plus its measured non-conv time
+(attention, adds: measured once per kind of block by timing the model without them) and
+costs its measured quality loss (the SR output change with the block removed). The engine
+removes the chosen blocks before any channel is cut, so criteria see the shallower net.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from srprune.errors import SrpruneError
 from srprune.measure.export import export_onnx
 from srprune.measure.latency import ort_latency
 from srprune.measure.latency_table import ConvShape, LatencyTable, conv_inputs
+from srprune.models.depth import remove_blocks
 from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.search.base import Strategy, register_strategy
+from srprune.search.depth import BLOCK, Depth, measure_depth, removed_in
 
 TOLERANCE = 0.03  # a measured plan this much faster than needed is widened again
 
@@ -54,8 +62,11 @@ class LatencyTarget(Strategy):
     widths move in steps of 1/levels of a unit's width), ``runs`` (9: timed runs of the
     end-to-end measurements), ``table`` (a latency-table file; default: the cache),
     ``align`` ("auto": the width multiple ORT's NCHWc convs accept here; an integer; 1 = any
-    width): every unit whose
-    width is a multiple of ``align`` keeps a multiple of it.
+    width): every unit whose width is a multiple of ``align`` keeps a multiple of it;
+    ``refine`` (2: measured rounds), ``quality`` ("measured" or "l1-mass"), ``batches`` (2:
+    calibration batches the sensitivities use), ``depth`` (false: also remove whole residual
+    blocks, chosen in the same greedy by measured time saved per measured quality lost;
+    needs calibration data).
     """
 
     uses_ratio = False
@@ -63,7 +74,8 @@ class LatencyTarget(Strategy):
     def __init__(self, target_ms: float | None = None, speedup: float | None = None,
                  threads: int = 1, levels: int = 8, runs: int = 9,
                  table: str | None = None, align: int | str = "auto",
-                 refine: int = 2, quality: str = "measured", batches: int = 2) -> None:
+                 refine: int = 2, quality: str = "measured", batches: int = 2,
+                 depth: bool = False) -> None:
         if (target_ms is None) == (speedup is None):
             raise SrpruneError("strategy latency needs exactly one of --target-latency MS "
                                "(target_ms) and --speedup X (speedup)")
@@ -89,6 +101,12 @@ class LatencyTarget(Strategy):
         if int(batches) < 1:
             raise SrpruneError(f"latency: batches must be >= 1, got {batches}")
         self.quality, self.batches = quality, int(batches)
+        if depth and quality != "measured":
+            raise SrpruneError("latency: depth=true needs quality=measured (a block's quality "
+                               "loss has no L1-mass stand-in)")
+        self.depth = bool(depth)
+        self.needs_data = self.depth  # block losses are measured: checked before any work
+        self.removed_blocks: list[str] = []
         self.report: dict[str, Any] = {}
 
     def _block(self) -> int:
@@ -147,7 +165,7 @@ class LatencyTarget(Strategy):
         scale = base_ms / (rest + conv_full) if rest + conv_full > 0 else 1.0
         target = self.target_ms if self.target_ms is not None else base_ms / self.speedup
 
-        keep = {u.name: u.width for u in units}
+        keep: dict[str, int] = {u.name: u.width for u in units}
         block = self._block()
         steps, floor = {}, {}
         for u in units:
@@ -156,6 +174,14 @@ class LatencyTarget(Strategy):
         layers = {u.name: cost.layers_of(u.name) for u in units}
         loss = self._sensitivity(ctx, units, steps, floor) if self.quality == "measured" \
             else None
+        depth = measure_depth(
+            ctx, list(full), lambda names: self._conv_ms(names, full, table, inputs),
+            lambda a, b: self._measure(a, b, input_size=input_size), scale, self.batches,
+        ) if self.depth else Depth()
+        inside = {u.name: depth.enclosing(layers[u.name]) for u in units}
+
+        def live(names: Sequence[str], removed: set[str]) -> list[str]:
+            return [n for n in names if depth.enclosing([n]) not in removed]
 
         def lost_by(name: str, width: int, new: int) -> float:
             """Expected quality lost narrowing unit ``name`` from ``width`` to ``new``."""
@@ -163,11 +189,16 @@ class LatencyTarget(Strategy):
                 return loss[name][new] - loss[name][width]
             return float(mass[name][new:width].sum())
 
-        def predict(plan: Plan) -> float:
-            widths = cost.layer_widths(plan)
-            return scale * (rest + self._conv_ms(list(widths), widths, table, inputs))
+        def conv_ms(names: Sequence[str], widths: dict, removed: set[str]) -> float:
+            return self._conv_ms(live(names, removed), widths, table, inputs)
 
-        smallest = predict(floor)
+        def predict(plan: dict[str, int]) -> float:
+            removed = removed_in(plan)
+            widths = cost.layer_widths(plan)
+            fixed = rest - sum(depth.overhead_ms[b] for b in removed)
+            return scale * (fixed + conv_ms(list(widths), widths, removed))
+
+        smallest = predict({**floor, **{BLOCK + b: 0 for b in depth.names}})
         if smallest > target:
             table.save()
             raise SrpruneError(
@@ -175,68 +206,93 @@ class LatencyTarget(Strategy):
                 f"allows in this scope is predicted at {smallest:.2f} ms (unpruned "
                 f"{base_ms:.2f} ms, {self.threads} thread(s), input {input_size[0]}x"
                 f"{input_size[1]})")
-        total_steps = sum((keep[n] - floor[n]) // steps[n] + 1 for n in keep)
+        total_steps = sum((keep[n] - floor[n]) // steps[n] + 1 for n in keep) \
+            + len(depth.names)
         done = 0
 
         def narrow(goal: float) -> float:
-            """Narrow ``keep`` greedily until the prediction is at most ``goal`` ms."""
+            """Narrow ``keep`` (or remove blocks) greedily until the prediction is at most
+            ``goal`` ms."""
             nonlocal done
             predicted = predict(keep)
             while predicted > goal:
+                removed = removed_in(keep)
                 widths = cost.layer_widths(keep)
                 best, best_gain = None, -math.inf
                 for unit in units:
                     name = unit.name
                     new = keep[name] - steps[name]
-                    if new < floor[name]:
+                    if new < floor[name] or inside[name] in removed:
                         continue
-                    trial = {**keep, name: new}
-                    changed = cost.layer_widths(trial, layers[name])
-                    saved = (self._conv_ms(layers[name], widths, table, inputs)
-                             - self._conv_ms(layers[name], changed, table, inputs))
-                    lost = lost_by(name, keep[name], new)
-                    gain = scale * saved / max(lost, 1e-9)
+                    changed = cost.layer_widths({**keep, name: new}, layers[name])
+                    saved = (conv_ms(layers[name], widths, removed)
+                             - conv_ms(layers[name], changed, removed))
+                    gain = scale * saved / max(lost_by(name, keep[name], new), 1e-9)
                     if gain > best_gain:
                         best, best_gain = name, gain
+                for name in depth.names:
+                    if name in removed:
+                        continue
+                    saved = depth.overhead_ms[name] + conv_ms(depth.layers[name], widths,
+                                                              removed)
+                    gain = scale * saved / max(depth.loss[name], 1e-9)
+                    if gain > best_gain:
+                        best, best_gain = BLOCK + name, gain
                 if best is None:
                     break
-                keep[best] -= steps[best]
+                if best.startswith(BLOCK):
+                    keep[best] = 0
+                else:
+                    keep[best] -= steps[best]
                 predicted = predict(keep)
                 done += 1
                 ctx.report("latency search", done, total_steps)
             return predicted
 
         def widen(goal: float) -> float:
-            """Give steps back, most quality recovered per predicted ms first, while the
-            prediction stays at most ``goal`` ms."""
+            """Give steps (or blocks) back, most quality recovered per predicted ms first,
+            while the prediction stays at most ``goal`` ms."""
             predicted = predict(keep)
             while True:
+                removed = removed_in(keep)
                 widths = cost.layer_widths(keep)
                 best, best_gain = None, 0.0
                 for unit in units:
                     name = unit.name
                     new = keep[name] + steps[name]
-                    if new > unit.width:
+                    if new > unit.width or inside[name] in removed:
                         continue
                     changed = cost.layer_widths({**keep, name: new}, layers[name])
-                    added = scale * (self._conv_ms(layers[name], changed, table, inputs)
-                                     - self._conv_ms(layers[name], widths, table, inputs))
+                    added = scale * (conv_ms(layers[name], changed, removed)
+                                     - conv_ms(layers[name], widths, removed))
                     if predicted + added > goal:
                         continue
                     gain = lost_by(name, new, keep[name]) / max(added, 1e-9)
                     if gain > best_gain:
                         best, best_gain = name, gain
+                for name in removed:
+                    added = scale * (depth.overhead_ms[name] + self._conv_ms(
+                        depth.layers[name], widths, table, inputs))
+                    if predicted + added <= goal and \
+                            depth.loss[name] / max(added, 1e-9) > best_gain:
+                        best, best_gain = BLOCK + name, depth.loss[name] / max(added, 1e-9)
                 if best is None:
                     return predicted
-                keep[best] += steps[best]
+                if best.startswith(BLOCK):
+                    del keep[best]
+                else:
+                    keep[best] += steps[best]
                 predicted = predict(keep)
 
         def adjust(goal: float) -> float:
             return narrow(goal) if predict(keep) > goal else widen(goal)
 
         narrow(target)
+        widen(target)  # a last step may overshoot (a block is a big one): give back the slack
         table.save()
         rounds = self._refine(ctx, keep, input_size, target, base_ms, predict, adjust)
+        removed = removed_in(keep)
+        self.removed_blocks = [b for b in depth.names if b in removed]
         self.report = {"target_ms": round(target, 3), "unpruned_ms": round(base_ms, 3),
                        "predicted_ms": round(predict(keep), 3),
                        "threads": self.threads,
@@ -244,6 +300,15 @@ class LatencyTarget(Strategy):
                        "shapes_measured": table.measured, "machine": table.key,
                        "align": block, "refinements": rounds,
                        "quality_proxy": "measured" if loss is not None else "l1-mass"}
+        if self.depth:
+            self.report.update({"blocks_offered": len(depth.names),
+                                "removed_blocks": list(self.removed_blocks),
+                                "block_loss": {b: round(depth.loss[b], 4)
+                                               for b in self.removed_blocks},
+                                "block_overhead_ms": {
+                                    str(k): round(v, 3) for k, v in depth.by_kind.items()}})
+        for name in [k for k in keep if k.startswith(BLOCK)]:
+            del keep[name]
         return keep
 
     # -- measured sensitivity -------------------------------------------------------------
@@ -333,7 +398,9 @@ class LatencyTarget(Strategy):
         if rounds:
             ctx.report("latency: timing the plan", total, total)
         if rounds and share > wanted and met:
-            keep.update(max(met, key=lambda m: m[0])[1])
+            widest = max(met, key=lambda m: m[0])[1]
+            keep.clear()
+            keep.update(widest)
         return rounds
 
     # -- measurement ---------------------------------------------------------------------
@@ -365,13 +432,19 @@ class LatencyTarget(Strategy):
 
 def _pruned_copy(ctx: Context, keep: dict[str, int]) -> SRModel:
     """A copy of the unpruned model cut to the plan's widths (first channels kept: latency
-    depends on the widths, not on which channels stay)."""
+    depends on the widths, not on which channels stay), without the blocks it removes."""
     from srprune.prune.graph import SRGraph
 
     model = copy.deepcopy(ctx.model)
     graph = SRGraph(model.net, model.scale, screen=False, **ctx.graph.settings)
     by_name = {u.name: u for u in graph.all_units()}
+    removed = tuple(removed_in(keep))
+    inside = tuple(f"{b}." for b in removed)
     for name, width in keep.items():
-        if width < by_name[name].width:
-            graph.prune(by_name[name], list(range(width)))
+        unit = by_name.get(name)
+        if unit is None or width >= unit.width or (removed and all(
+                layer.startswith(inside) for layer in (*unit.producers, *unit.consumers))):
+            continue
+        graph.prune(unit, list(range(width)))
+    remove_blocks(model.net, removed)
     return model

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from srprune.errors import SrpruneError
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
-from srprune.prune.plan import read_plan
+from srprune.prune.plan import read_plan, read_removed_blocks
 from srprune.search.base import Strategy, bisect_plan, register_strategy, round_width
 
 
@@ -42,7 +42,8 @@ class Uniform(Strategy):
 
 @register_strategy("from-file")
 class FromFile(Strategy):
-    """Widths read from ``--plan FILE``: srprune's JSON plan or the authors' text format."""
+    """Widths read from ``--plan FILE``: srprune's JSON plan or the authors' text format
+    (a JSON plan's ``removed_blocks`` are removed too, before any channel is cut)."""
 
     uses_ratio = False
 
@@ -53,3 +54,7 @@ class FromFile(Strategy):
 
     def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
         return read_plan(self.path, units)
+
+    def blocks_to_remove(self) -> list[str]:
+        """The plan file's removed blocks: the engine removes them before :meth:`plan`."""
+        return read_removed_blocks(self.path)
