@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Issue 14's goal figure: drn-t x4 pruned at 50 % and 70 %, fine-tuned for the same N steps
 # plain (DR loss) and distilled (DR loss + L1 to the unpruned model's SR output), 3 seeds,
-# against the unpruned drn-t fine-tuned for the same N steps (plain; a ratio-0 cell).
+# against the unpruned drn-t fine-tuned for the same N steps (plain; a ratio-0 cell). The
+# arm "features" adds feature distillation at the unit consumers (weight FEATURES, 1).
 #
-# Usage: [CRITERIA=l1,cp ARMS="plain distilled"] bash benchmarks/goal_figure.sh [STEPS] \
+# Usage: [CRITERIA=l1,cp ARMS="plain distilled features" RATIOS=0.5,0.7 FEATURES=1] \
+#        bash benchmarks/goal_figure.sh [STEPS] \
 #            [DATA_DIR] [WORK_DIR]
 # Seed 0 of every arm runs first, then seeds 1 and 2 extend the same grids (resumable: rerun
 # the script to finish a stopped run). Reports (not the .srp artifacts) are copied to
@@ -30,8 +32,10 @@ compare "${common[@]}" --ratios 0 --criteria l1 --seeds 0,1,2 --distill-weight 0
 for seeds in 0 0,1,2; do
   for arm in $arms; do
     weight=$([ "$arm" = plain ] && echo 0 || echo 1)
-    compare "${common[@]}" --ratios 0.5,0.7 --criteria "$criteria" --seeds "$seeds" \
-      --distill-weight "$weight" --out "$work-$arm"
+    features=$([ "$arm" = features ] && echo "${FEATURES:-1}" || echo 0)
+    compare "${common[@]}" --ratios "${RATIOS:-0.5,0.7}" --criteria "$criteria" \
+      --seeds "$seeds" --distill-weight "$weight" --distill-features "$features" \
+      --out "$work-$arm"
   done
 done
 for arm in unpruned $arms; do

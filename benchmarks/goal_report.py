@@ -2,10 +2,10 @@
 
   python benchmarks/goal_report.py benchmarks/results/goal-drn-t-100 [--goal 0.15]
 
-Reads PREFIX-unpruned/, PREFIX-plain/ and PREFIX-distilled/ (each a `srprune compare`
-``results.json``): per ratio, criterion and arm the fine-tuned PSNR per seed, its mean and
-std, and the gap to the unpruned model fine-tuned for the same steps (mean over its seeds);
-a cell meets the goal when its mean is within ``--goal`` dB of that.
+Reads PREFIX-unpruned/, PREFIX-plain/, PREFIX-distilled/ and PREFIX-features/ (each a
+`srprune compare` ``results.json``): per ratio, criterion and arm the fine-tuned PSNR per
+seed, its mean and std, and the gap to the unpruned model fine-tuned for the same steps (mean
+over its seeds); a cell meets the goal when its mean is within ``--goal`` dB of that.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-ARMS = ("plain", "distilled")
+ARMS = ("plain", "distilled", "features")
 
 
 def rows(path: Path) -> list[dict]:

@@ -258,3 +258,32 @@ def test_cli_depth_on_a_model_without_blocks_says_widths_only(analytic, photo_di
     assert result.exit_code == 0, result.output
     assert "depth: the model has no residual block to remove" in result.output
     assert "removed whole" not in result.output
+
+
+# Removable residual blocks of every registered architecture at its CI-sized configuration
+# (tests/test_contracts.py builds the same): found by the zero-weights test, never by name.
+# carn's blocks are relu(x + f(x)) on inputs a ReLU made non-negative (the identity there);
+# carn-m applies one shared block three times (not removable alone); rfdn, rlfn and span
+# have no identity skip around a block; swinir-light's blocks take two arguments.
+ZOO_BLOCKS = {"carn": 8, "carn-m": 0, "compact": 0, "drn-l": 4, "drn-s": 4, "drn-s30": 4,
+              "drn-s50": 4, "drn-s70": 4, "drn-t": 4, "edsr": 2, "edsr-baseline": 2,
+              "espcn": 0, "esrgan": 6, "fsrcnn": 0, "imdn": 6, "msrresnet": 2, "omnisr": 7,
+              "pan": 4, "plksr": 4, "rcan": 4, "rfdn": 0, "rlfn": 0, "safmn": 2, "span": 0,
+              "srnet-t": 4, "swinir-light": 0}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_BLOCKS))
+def test_zoo_blocks_are_found_and_removing_them_keeps_the_output_shape(name):
+    from srprune.registry import MODELS
+
+    spec = MODELS.get(name)
+    scale = 4 if 4 in spec.configs else sorted(spec.configs)[0]
+    torch.manual_seed(0)
+    model = spec.build(spec.small_config(scale)).eval()
+    x = torch.rand(1, 3, 24, 24) * 255
+    blocks = find_residual_blocks(model.net, x)
+    assert len(blocks) == ZOO_BLOCKS[name]
+    with torch.no_grad():
+        before = model(x).shape
+        remove_blocks(model.net, [b.name for b in blocks])
+        assert model(x).shape == before

@@ -4,8 +4,10 @@ A residual block here is any submodule that is called once per forward pass, map
 to a tensor of the same shape, holds a convolution, and becomes exactly the identity when all
 its parameters are zero (``x + f(x)`` with ``f`` ending in a layer that maps zero weights to
 zero, scaled or not: EDSR's ResBlock, RCAN's and DRN's RCAB, RRDB, ...). The test is run on
-the module itself, so no architecture is named here. Removing a block replaces it with
-``nn.Identity``; an artifact records the removed names and replays the removal on load.
+the module itself, on the input it gets in one forward pass of the net (so ``relu(x + f(x))``
+after a ReLU counts: its input is never negative), and no architecture is named here.
+Removing a block replaces it with ``nn.Identity``; an artifact records the removed names and
+replays the removal on load.
 """
 
 from __future__ import annotations
