@@ -9,7 +9,7 @@
 #            [DATA_DIR] [WORK_DIR]
 # Seed 0 of every arm runs first, then seeds 1 and 2 extend the same grids (resumable: rerun
 # the script to finish a stopped run). Reports (not the .srp artifacts) are copied to
-# benchmarks/results/goal-drn-t-STEPS-{unpruned,plain,distilled}/; the table:
+# RESULTS-{unpruned,ARMS}/ (RESULTS: benchmarks/results/goal-drn-t-STEPS); the table:
 # python benchmarks/goal_report.py benchmarks/results/goal-drn-t-STEPS
 set -euo pipefail
 steps=${1:-100}
@@ -38,7 +38,8 @@ for seeds in 0 0,1,2; do
       --out "$work-$arm"
   done
 done
+results=${RESULTS:-benchmarks/results/goal-drn-t-$steps}  # where the reports are copied
 for arm in unpruned $arms; do
-  mkdir -p "benchmarks/results/goal-drn-t-$steps-$arm"
-  cp "$work-$arm"/{results.json,results.csv,table.md} "benchmarks/results/goal-drn-t-$steps-$arm/"
+  mkdir -p "$results-$arm"
+  cp "$work-$arm"/{results.json,results.csv,table.md} "$results-$arm/"
 done
