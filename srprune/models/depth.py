@@ -87,6 +87,13 @@ def _is_identity_when_zeroed(module: nn.Module, x: torch.Tensor) -> bool:
         torch.allclose(out, x, rtol=1e-5, atol=1e-5 * (1 + float(x.abs().max()))))
 
 
+def inside_blocks(layers: Iterable[str], blocks: Iterable[str]) -> bool:
+    """True when there are layers and every one lies inside one of ``blocks`` (by name)."""
+    prefixes = tuple(f"{b}." for b in blocks)
+    names = list(layers)
+    return bool(names and prefixes) and all(n.startswith(prefixes) for n in names)
+
+
 def remove_blocks(net: nn.Module, names: Sequence[str], where: str = "") -> None:
     """Replace each named submodule of ``net`` with ``nn.Identity`` (in place)."""
     modules = dict(net.named_modules())

@@ -19,7 +19,7 @@ import torch
 from srprune.config import RunConfig
 from srprune.errors import SrpruneError
 from srprune.measure.cost import Cost, model_cost
-from srprune.models.depth import find_residual_blocks, remove_blocks
+from srprune.models.depth import find_residual_blocks, inside_blocks, remove_blocks
 from srprune.models.srmodel import SRModel
 from srprune.prune.context import PruneContext
 from srprune.prune.contracts import Batch, ProgressFn  # ProgressFn: (stage, done, total)
@@ -103,11 +103,9 @@ def _check_survivors(units: Sequence[PruningUnit], survivors: Sequence[PruningUn
                      keep: dict[str, int], removed: list[str]) -> None:
     """Every unit the plan narrows outside the removed blocks is still there, by name."""
     present = {u.name for u in survivors}
-    inside = tuple(f"{n}." for n in removed)
     for unit in units:
         if unit.name not in present and keep.get(unit.name, unit.width) < unit.width \
-                and not all(layer.startswith(inside)
-                            for layer in (*unit.producers, *unit.consumers)):
+                and not inside_blocks((*unit.producers, *unit.consumers), removed):
             raise SrpruneError(f"unit {unit.name} is planned narrower but is not a unit of "
                                "the model once the blocks are removed")
 

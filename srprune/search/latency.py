@@ -44,7 +44,7 @@ from srprune.errors import SrpruneError
 from srprune.measure.export import export_onnx
 from srprune.measure.latency import ort_latency
 from srprune.measure.latency_table import ConvShape, LatencyTable, conv_inputs
-from srprune.models.depth import remove_blocks
+from srprune.models.depth import inside_blocks, remove_blocks
 from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.search.base import Strategy, register_strategy
@@ -179,9 +179,10 @@ class LatencyTarget(Strategy):
             lambda a, b: self._measure(a, b, input_size=input_size), scale, self.batches,
         ) if self.depth else Depth()
         inside = {u.name: depth.enclosing(layers[u.name]) for u in units}
+        block_of = {n: depth.enclosing([n]) for n in full}  # once, not in every prediction
 
         def live(names: Sequence[str], removed: set[str]) -> list[str]:
-            return [n for n in names if depth.enclosing([n]) not in removed]
+            return [n for n in names if block_of[n] not in removed]
 
         def lost_by(name: str, width: int, new: int) -> float:
             """Expected quality lost narrowing unit ``name`` from ``width`` to ``new``."""
@@ -438,12 +439,11 @@ def _pruned_copy(ctx: Context, keep: dict[str, int]) -> SRModel:
     model = copy.deepcopy(ctx.model)
     graph = SRGraph(model.net, model.scale, screen=False, **ctx.graph.settings)
     by_name = {u.name: u for u in graph.all_units()}
-    removed = tuple(removed_in(keep))
-    inside = tuple(f"{b}." for b in removed)
+    removed = removed_in(keep)
     for name, width in keep.items():
         unit = by_name.get(name)
-        if unit is None or width >= unit.width or (removed and all(
-                layer.startswith(inside) for layer in (*unit.producers, *unit.consumers))):
+        if unit is None or width >= unit.width \
+                or inside_blocks((*unit.producers, *unit.consumers), removed):
             continue
         graph.prune(unit, list(range(width)))
     remove_blocks(model.net, removed)
