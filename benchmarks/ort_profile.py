@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shlex
@@ -33,37 +32,8 @@ from saved_run import run_or_report
 
 from srprune.measure.export import export_onnx
 from srprune.measure.latency_table import cpu_model
-from srprune.measure.session import random_input
+from srprune.measure.profile import CONV_OPS, kernel_events, op_name
 from srprune.models import resolve_model
-
-CONV_OPS = ("Conv", "NchwcConv", "FusedConv")
-
-
-def profile(path: Path, input_size: tuple[int, int], threads: int, runs: int,
-            warmup: int) -> list[dict]:
-    """Per-node kernel events of ``runs`` timed runs (after ``warmup``), ORT's profiler."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    feed = random_input(input_size)
-    plain = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = plain.get_inputs()[0].name
-    for _ in range(warmup):
-        plain.run(None, {name: feed})
-    so.enable_profiling = True
-    so.profile_file_prefix = str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    for _ in range(warmup + runs):
-        session.run(None, {name: feed})
-    trace = json.loads(Path(session.end_profiling()).read_text())
-    runs_seen = [e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"]
-    first_timed = runs_seen[warmup]["ts"] if len(runs_seen) > warmup else 0
-    return [e for e in trace if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-            and e["ts"] >= first_timed]
 
 
 def conv_macs(event: dict) -> tuple[int, int, int, float]:
@@ -88,9 +58,7 @@ def summarise(label: str, events: list[dict], runs: int) -> dict:
     count: dict[str, int] = defaultdict(int)
     convs: dict[str, dict] = {}
     for e in events:
-        op = e.get("args", {}).get("op_name", "?")
-        if op == "Conv" and "_nchwc" in e["name"]:
-            op = "NchwcConv"  # ORT's blocked-layout conv (com.microsoft.nchwc domain)
+        op = op_name(e)
         by_op[op] += e["dur"] / 1000.0 / runs
         count[op] += 1
         if op in CONV_OPS:
@@ -115,8 +83,8 @@ def run(args: argparse.Namespace) -> dict:
             model = resolve_model(spec, args.scale)
             path = export_onnx(model, Path(folder) / f"m{i}.onnx", tuple(args.input_size)).path
             onnx.checker.check_model(str(path))
-            events = profile(path, tuple(args.input_size), args.threads, args.runs,
-                             args.warmup)
+            events = kernel_events(path, tuple(args.input_size), args.threads, args.runs,
+                                   args.warmup)
             results.append(summarise(spec, events, args.runs))
             print(f"{spec}: {results[-1]['total_ms']:.1f} ms of kernels per run", flush=True)
     return {"command": shlex.join([sys.executable, *sys.argv]),

@@ -11,6 +11,7 @@ from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.measure.latency_table import LatencyTable
+from srprune.measure.profile import TimeSplit
 from srprune.models import build_model
 from srprune.models.artifacts import load_artifact, save_artifact
 from srprune.models.depth import find_residual_blocks, remove_blocks
@@ -104,6 +105,9 @@ def analytic(tmp_path, monkeypatch):
     monkeypatch.setenv("SRPRUNE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(LatencyTable, "_measure_ort", lambda self, shape: macs_ms(shape))
     monkeypatch.setattr(LatencyTarget, "_measure", fake_measure(1.0))
+    # ORT's profile says: all of the run is convs (the analytic table decides everything)
+    monkeypatch.setattr("srprune.search.latency.profile_split",
+                        lambda *a, **k: TimeSplit(conv=1.0, width_scaled=0.0, fixed=0.0))
 
 
 def test_depth_removes_a_block_that_does_nothing_first(analytic, tmp_path):

@@ -16,6 +16,7 @@ import srprune
 from srprune.errors import SrpruneError
 from srprune.measure import latency_table
 from srprune.measure.latency_table import ConvShape, LatencyTable, conv_inputs, machine_key
+from srprune.measure.profile import TimeSplit
 from srprune.models import build_model
 from srprune.search.latency import LatencyTarget
 
@@ -34,6 +35,9 @@ def macs_ms(shape: ConvShape) -> float:
 def analytic_table(tmp_path, monkeypatch):
     monkeypatch.setenv("SRPRUNE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(LatencyTable, "_measure_ort", lambda self, shape: macs_ms(shape))
+    # ORT's profile says: all of the run is convs (the analytic table decides everything)
+    monkeypatch.setattr("srprune.search.latency.profile_split",
+                        lambda *a, **k: TimeSplit(conv=1.0, width_scaled=0.0, fixed=0.0))
     return tmp_path / "cache"
 
 
@@ -290,3 +294,50 @@ def test_a_plan_much_faster_than_needed_when_measured_is_widened(analytic_table,
     assert kept[2] > kept[0]
     shares = [r["measured_ms"] / r["measured_unpruned_ms"] for r in report["refinements"]]
     assert shares[0] < (1 / 1.5) * 0.97 and len(shares) >= 2
+
+
+def _feature_elements(model) -> int:
+    """Conv output elements of one forward pass at SIZE (what feature-tensor work scales
+    with in the strategy's cost model)."""
+    from srprune.measure.cost import layer_channels, meta_calls
+
+    calls, _ = meta_calls(model.net, SIZE)
+    modules = dict(model.net.named_modules())
+    return sum(layer_channels(modules[n])[0] * c.out_positions for n, c in calls.items())
+
+
+def test_non_conv_work_that_scales_with_widths_is_predicted_exactly(analytic_table,
+                                                                    monkeypatch):
+    """A world where 90 % of the unpruned time is non-conv work on feature tensors (its
+    time proportional to their elements): with ``nonconv=fixed`` a 1.8x target is out of
+    reach; with the profile's split the plan meets it and the prediction is exact."""
+    from srprune.search import latency
+
+    full = _feature_elements(tiny_drn())
+    conv_full = _analytic_ms(tiny_drn(), SIZE)
+    per_element = 9 * conv_full / full
+
+    def measure(self, *models, input_size=None):
+        times = [_analytic_ms(m, SIZE) + per_element * _feature_elements(m) for m in models]
+        return times[0] if len(times) == 1 else times
+
+    monkeypatch.setattr(LatencyTarget, "_measure", measure)
+    monkeypatch.setattr(latency, "profile_split", lambda *a, **k: TimeSplit(
+        conv=conv_full, width_scaled=9 * conv_full, fixed=0.0))
+    options = {"speedup": 1.8, "align": 1, "levels": 16, "refine": 0}
+    with pytest.raises(SrpruneError, match="out of reach"):
+        srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                         strategy_options={**options, "nonconv": "fixed"}, input_size=SIZE)
+    result = srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                              strategy_options=options, input_size=SIZE)
+    report = result.strategy_report
+    assert report["nonconv"] == "profile"
+    assert report["nonconv_ms"]["width_scaled"] == pytest.approx(9 * conv_full, rel=1e-3)
+    assert report["nonconv_ms"]["fixed"] == pytest.approx(0, abs=1e-3)
+    assert report["measured_ms"] == pytest.approx(report["predicted_ms"], rel=1e-4)
+    assert report["met"] and report["measured_speedup"] >= 1.8
+
+
+def test_nonconv_must_be_profile_or_fixed():
+    with pytest.raises(SrpruneError, match="nonconv must be 'profile' or 'fixed'"):
+        LatencyTarget(speedup=2.0, nonconv="guess")

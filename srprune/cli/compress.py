@@ -193,7 +193,10 @@ def _refinement_note(r: dict[str, Any]) -> str:
     parts = ([f"widths in multiples of {r['align']}"] if r.get("align", 1) > 1 else []) + (
         [f"plan timed {len(rounds)} time(s) before pruning"] if rounds else []) + (
         ["quality: measured output change per unit" if proxy == "measured"
-         else "quality: L1 filter mass"] if proxy else [])
+         else "quality: L1 filter mass"] if proxy else []) + (
+        [f"non-conv {r['nonconv_ms']['fixed']:.1f} ms fixed + "
+         f"{r['nonconv_ms']['width_scaled']:.1f} ms scaling with widths (ORT profile)"]
+        if r.get("nonconv") == "profile" and r.get("nonconv_ms") else [])
     return f" ({'; '.join(parts)})" if parts else ""
 
 

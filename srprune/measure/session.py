@@ -10,8 +10,10 @@ import onnxruntime as ort
 from srprune.errors import SrpruneError
 
 
-def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session with the protocol's settings (``threads`` intra-op threads, >= 1)."""
+def make_session(path: str | Path, threads: int = 1,
+                 profile_prefix: str | Path | None = None) -> ort.InferenceSession:
+    """A CPU session with the protocol's settings (``threads`` intra-op threads, >= 1);
+    ORT's profiler on, writing next to ``profile_prefix``, when one is given."""
     if threads < 1:
         raise SrpruneError(f"thread count must be at least 1, got {threads}")
     so = ort.SessionOptions()
@@ -21,6 +23,9 @@ def make_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception classes

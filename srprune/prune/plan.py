@@ -90,6 +90,12 @@ class PlanCost:
         return {name: (module, d_in.size(keep, self.widths), d_out.size(keep, self.widths))
                 for name, (module, d_out, d_in) in chosen.items()}
 
+    def out_positions(self, name: str) -> int:
+        """Output elements per output channel of layer ``name`` in one forward pass (0 if
+        the pass never calls it)."""
+        calls = self._calls.get(name)
+        return calls.out_positions if calls is not None else 0
+
     def layers_of(self, unit: str) -> list[str]:
         """Names of the conv/linear layers whose channel counts ``unit``'s width sets."""
         return [name for name, (_, d_out, d_in) in self._layers.items()

@@ -3,12 +3,18 @@
 A plan's latency is predicted from a :class:`~srprune.measure.latency_table.LatencyTable`
 (every convolution measured alone at its planned channel counts and real input size, cached
 per machine and thread count) plus the rest of the network, measured once on the unpruned
-model. Starting from the full widths, a greedy search takes one step (an eighth of a unit's
-width by default) at a time from the unit where it saves the most predicted time per unit of
-expected quality lost, until the prediction meets the target. Expected quality loss of a unit
-at width w, with calibration data: the measured mean change of the SR output when that unit
-alone keeps its w strongest channels (L1 filter mass; the others zeroed); without data: the
-share of its L1 filter mass outside the w largest (the channels ``l1`` would drop).
+model. ORT's profile of the unpruned model (:mod:`srprune.measure.profile`) calibrates this
+(``nonconv``): the table is scaled to the convs' measured share of the run (a conv timed
+alone carries layout changes it does not have inside the net), and the rest is split into
+fixed work (the bicubic resize of the input, anything writing image-sized tensors) and work
+on feature tensors (adds, attention, layout reorders, PixelShuffle), predicted to shrink
+with the conv outputs' elements. Starting from the full widths, a greedy search takes one
+step (an eighth of a unit's width by default) at a time from the unit where it saves the
+most predicted time per unit of expected quality lost, until the prediction meets the
+target. Expected quality loss of a unit at width w, with calibration data: the measured mean
+change of the SR output when that unit alone keeps its w strongest channels (L1 filter mass;
+the others zeroed); without data: the share of its L1 filter mass outside the w largest (the
+channels ``l1`` would drop).
 
 Widths stay multiples of the width ORT's blocked NCHWc convs accept on this CPU
 (:func:`~srprune.measure.nchwc.nchwc_alignment`, probed; ``align``): a conv reading any other
@@ -44,6 +50,7 @@ from srprune.errors import SrpruneError
 from srprune.measure.export import export_onnx
 from srprune.measure.latency import ort_latency
 from srprune.measure.latency_table import ConvShape, LatencyTable, conv_inputs
+from srprune.measure.profile import TimeSplit, profile_split
 from srprune.models.depth import inside_blocks, remove_blocks
 from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
@@ -66,7 +73,10 @@ class LatencyTarget(Strategy):
     ``refine`` (2: measured rounds), ``quality`` ("measured" or "l1-mass"), ``batches`` (2:
     calibration batches the sensitivities use), ``depth`` (false: also remove whole residual
     blocks, chosen in the same greedy by measured time saved per measured quality lost;
-    needs calibration data).
+    needs calibration data), ``nonconv`` ("profile": ORT's profile of the unpruned model
+    scales the table to the convs' share of the run and splits the rest into fixed time and
+    time that shrinks with the conv outputs' elements; "fixed": the table as measured, all
+    other time constant).
     """
 
     uses_ratio = False
@@ -75,7 +85,7 @@ class LatencyTarget(Strategy):
                  threads: int = 1, levels: int = 8, runs: int = 9,
                  table: str | None = None, align: int | str = "auto",
                  refine: int = 2, quality: str = "measured", batches: int = 2,
-                 depth: bool = False) -> None:
+                 depth: bool = False, nonconv: str = "profile") -> None:
         if (target_ms is None) == (speedup is None):
             raise SrpruneError("strategy latency needs exactly one of --target-latency MS "
                                "(target_ms) and --speedup X (speedup)")
@@ -105,6 +115,10 @@ class LatencyTarget(Strategy):
             raise SrpruneError("latency: depth=true needs quality=measured (a block's quality "
                                "loss has no L1-mass stand-in)")
         self.depth = bool(depth)
+        if nonconv not in ("profile", "fixed"):
+            raise SrpruneError(f"latency: nonconv must be 'profile' or 'fixed', got "
+                               f"{nonconv!r}")
+        self.nonconv = nonconv
         self.needs_data = self.depth  # block losses are measured: checked before any work
         self.removed_blocks: list[str] = []
         self.report: dict[str, Any] = {}
@@ -161,8 +175,25 @@ class LatencyTarget(Strategy):
         base_ms = self._measure(ctx.model, input_size=input_size)
         full = cost.layer_widths({})
         conv_full = self._conv_ms(list(full), full, table, inputs)
-        rest = max(0.0, base_ms - conv_full)
-        scale = base_ms / (rest + conv_full) if rest + conv_full > 0 else 1.0
+        positions = {n: cost.out_positions(n) for n in full}
+        volume_full = sum(c_out * positions[n] for n, (_, _, c_out) in full.items())
+        split = self._profile(ctx, input_size) if self.nonconv == "profile" else None
+        if split is not None and split.total > 0 and conv_full > 0 and volume_full:
+            # The table times each conv alone (layout changes around it included); the
+            # profile says what share of the real run the convs take: the table is scaled
+            # to that share, and the rest split into fixed and width-scaled work.
+            conv_scale = base_ms * split.conv / split.total / conv_full
+            scaled_ms = base_ms * split.width_scaled / split.total
+            fixed_rest = base_ms - conv_scale * conv_full - scaled_ms
+        else:
+            conv_scale, scaled_ms = 1.0, 0.0
+            fixed_rest = max(0.0, base_ms - conv_full)
+        whole = fixed_rest + scaled_ms + conv_scale * conv_full
+        scale = base_ms / whole if whole > 0 else 1.0
+        per_element = scaled_ms / volume_full if volume_full else 0.0
+
+        def convs(names: Sequence[str], widths: dict) -> float:
+            return conv_scale * self._conv_ms(names, widths, table, inputs)
         target = self.target_ms if self.target_ms is not None else base_ms / self.speedup
 
         keep: dict[str, int] = {u.name: u.width for u in units}
@@ -175,7 +206,7 @@ class LatencyTarget(Strategy):
         loss = self._sensitivity(ctx, units, steps, floor) if self.quality == "measured" \
             else None
         depth = measure_depth(
-            ctx, list(full), lambda names: self._conv_ms(names, full, table, inputs),
+            ctx, list(full), lambda names: convs(names, full),
             lambda a, b: self._measure(a, b, input_size=input_size), scale, self.batches,
         ) if self.depth else Depth()
         inside = {u.name: depth.enclosing(layers[u.name]) for u in units}
@@ -184,20 +215,28 @@ class LatencyTarget(Strategy):
         def live(names: Sequence[str], removed: set[str]) -> list[str]:
             return [n for n in names if block_of[n] not in removed]
 
+        def layer_ms(names: Sequence[str], widths: dict, removed: set[str]) -> float:
+            """Predicted ms of these layers' convs and of the feature-tensor work that
+            scales with their outputs."""
+            alive = live(names, removed)
+            return convs(alive, widths) + per_element * sum(
+                widths[n][2] * positions[n] for n in alive)
+
+        # a block's measured non-conv time beyond the share that scales with its outputs
+        extra = {b: depth.overhead_ms[b] - per_element * sum(
+            full[n][2] * positions[n] for n in depth.layers[b]) for b in depth.names}
+
         def lost_by(name: str, width: int, new: int) -> float:
             """Expected quality lost narrowing unit ``name`` from ``width`` to ``new``."""
             if loss is not None:
                 return loss[name][new] - loss[name][width]
             return float(mass[name][new:width].sum())
 
-        def conv_ms(names: Sequence[str], widths: dict, removed: set[str]) -> float:
-            return self._conv_ms(live(names, removed), widths, table, inputs)
-
         def predict(plan: dict[str, int]) -> float:
             removed = removed_in(plan)
             widths = cost.layer_widths(plan)
-            fixed = rest - sum(depth.overhead_ms[b] for b in removed)
-            return scale * (fixed + conv_ms(list(widths), widths, removed))
+            fixed = fixed_rest - sum(extra[b] for b in removed)
+            return scale * (fixed + layer_ms(list(widths), widths, removed))
 
         smallest = predict({**floor, **{BLOCK + b: 0 for b in depth.names}})
         if smallest > target:
@@ -226,16 +265,15 @@ class LatencyTarget(Strategy):
                     if new < floor[name] or inside[name] in removed:
                         continue
                     changed = cost.layer_widths({**keep, name: new}, layers[name])
-                    saved = (conv_ms(layers[name], widths, removed)
-                             - conv_ms(layers[name], changed, removed))
+                    saved = (layer_ms(layers[name], widths, removed)
+                             - layer_ms(layers[name], changed, removed))
                     gain = scale * saved / max(lost_by(name, keep[name], new), 1e-9)
                     if gain > best_gain:
                         best, best_gain = name, gain
                 for name in depth.names:
                     if name in removed:
                         continue
-                    saved = depth.overhead_ms[name] + conv_ms(depth.layers[name], widths,
-                                                              removed)
+                    saved = extra[name] + layer_ms(depth.layers[name], widths, removed)
                     gain = scale * saved / max(depth.loss[name], 1e-9)
                     if gain > best_gain:
                         best, best_gain = BLOCK + name, gain
@@ -264,16 +302,16 @@ class LatencyTarget(Strategy):
                     if new > unit.width or inside[name] in removed:
                         continue
                     changed = cost.layer_widths({**keep, name: new}, layers[name])
-                    added = scale * (conv_ms(layers[name], changed, removed)
-                                     - conv_ms(layers[name], widths, removed))
+                    added = scale * (layer_ms(layers[name], changed, removed)
+                                     - layer_ms(layers[name], widths, removed))
                     if predicted + added > goal:
                         continue
                     gain = lost_by(name, new, keep[name]) / max(added, 1e-9)
                     if gain > best_gain:
                         best, best_gain = name, gain
                 for name in removed:
-                    added = scale * (depth.overhead_ms[name] + self._conv_ms(
-                        depth.layers[name], widths, table, inputs))
+                    added = scale * (extra[name] + layer_ms(depth.layers[name], widths,
+                                                            set()))
                     if predicted + added <= goal and \
                             depth.loss[name] / max(added, 1e-9) > best_gain:
                         best, best_gain = BLOCK + name, depth.loss[name] / max(added, 1e-9)
@@ -300,6 +338,10 @@ class LatencyTarget(Strategy):
                        "input_size": list(input_size), "table": str(table.path),
                        "shapes_measured": table.measured, "machine": table.key,
                        "align": block, "refinements": rounds,
+                       "nonconv": self.nonconv,
+                       "nonconv_ms": {"fixed": round(fixed_rest, 3),
+                                      "width_scaled": round(scaled_ms, 3)},
+                       "conv_scale": round(conv_scale, 4),
                        "quality_proxy": "measured" if loss is not None else "l1-mass"}
         if self.depth:
             self.report.update({"blocks_offered": len(depth.names),
@@ -311,6 +353,19 @@ class LatencyTarget(Strategy):
         for name in [k for k in keep if k.startswith(BLOCK)]:
             del keep[name]
         return keep
+
+    def _profile(self, ctx: Context, input_size: tuple[int, int]) -> TimeSplit:
+        """ORT's profile of the unpruned model, split into conv, width-scaled and fixed
+        kernel time."""
+        graph = getattr(ctx, "graph", None)
+        channels = int(graph.example.shape[1]) if graph is not None else 3
+        ctx.report("latency: profiling the unpruned model", 0, 1)
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_onnx(ctx.model, Path(folder) / "unpruned.onnx", input_size).path
+            split = profile_split(path, input_size, self.threads, runs=2,
+                                  image_channels=channels)
+        ctx.report("latency: profiling the unpruned model", 1, 1)
+        return split
 
     # -- measured sensitivity -------------------------------------------------------------
 
