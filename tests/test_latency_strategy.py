@@ -338,6 +338,18 @@ def test_non_conv_work_that_scales_with_widths_is_predicted_exactly(analytic_tab
     assert report["met"] and report["measured_speedup"] >= 1.8
 
 
+def test_a_profile_without_conv_time_falls_back_to_the_table_as_measured(analytic_table,
+                                                                         monkeypatch):
+    monkeypatch.setattr("srprune.search.latency.profile_split",
+                        lambda *a, **k: TimeSplit(conv=0.0, width_scaled=5.0, fixed=1.0))
+    result = srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency",
+                              strategy_options={"speedup": 1.5, "runs": 2, "refine": 0},
+                              input_size=SIZE)
+    report = result.strategy_report
+    assert report["nonconv"] == "fixed (the profile timed no conv)"
+    assert report["conv_scale"] == 1.0 and report["nonconv_ms"]["width_scaled"] == 0.0
+
+
 def test_nonconv_must_be_profile_or_fixed():
     with pytest.raises(SrpruneError, match="nonconv must be 'profile' or 'fixed'"):
         LatencyTarget(speedup=2.0, nonconv="guess")

@@ -178,7 +178,8 @@ class LatencyTarget(Strategy):
         positions = {n: cost.out_positions(n) for n in full}
         volume_full = sum(c_out * positions[n] for n, (_, _, c_out) in full.items())
         split = self._profile(ctx, input_size) if self.nonconv == "profile" else None
-        if split is not None and split.total > 0 and conv_full > 0 and volume_full:
+        calibrated = split is not None and split.conv > 0 and conv_full > 0 and volume_full
+        if calibrated:
             # The table times each conv alone (layout changes around it included); the
             # profile says what share of the real run the convs take: the table is scaled
             # to that share, and the rest split into fixed and width-scaled work.
@@ -338,7 +339,8 @@ class LatencyTarget(Strategy):
                        "input_size": list(input_size), "table": str(table.path),
                        "shapes_measured": table.measured, "machine": table.key,
                        "align": block, "refinements": rounds,
-                       "nonconv": self.nonconv,
+                       "nonconv": "profile" if calibrated else (
+                           "fixed" if split is None else "fixed (the profile timed no conv)"),
                        "nonconv_ms": {"fixed": round(fixed_rest, 3),
                                       "width_scaled": round(scaled_ms, 3)},
                        "conv_scale": round(conv_scale, 4),
