@@ -176,7 +176,13 @@ class LatencyTarget(Strategy):
         full = cost.layer_widths({})
         conv_full = self._conv_ms(list(full), full, table, inputs)
         positions = {n: cost.out_positions(n) for n in full}
-        volume_full = sum(c_out * positions[n] for n, (_, _, c_out) in full.items())
+
+        def volume(names: Sequence[str], widths: dict) -> int:
+            """Output elements of these layers at these widths (what feature-tensor work
+            scales with)."""
+            return sum(widths[n][2] * positions[n] for n in names)
+
+        volume_full = volume(list(full), full)
         split = self._profile(ctx, input_size) if self.nonconv == "profile" else None
         calibrated = split is not None and split.conv > 0 and conv_full > 0 and volume_full
         if calibrated:
@@ -220,12 +226,11 @@ class LatencyTarget(Strategy):
             """Predicted ms of these layers' convs and of the feature-tensor work that
             scales with their outputs."""
             alive = live(names, removed)
-            return convs(alive, widths) + per_element * sum(
-                widths[n][2] * positions[n] for n in alive)
+            return convs(alive, widths) + per_element * volume(alive, widths)
 
         # a block's measured non-conv time beyond the share that scales with its outputs
-        extra = {b: depth.overhead_ms[b] - per_element * sum(
-            full[n][2] * positions[n] for n in depth.layers[b]) for b in depth.names}
+        extra = {b: depth.overhead_ms[b] - per_element * volume(depth.layers[b], full)
+                 for b in depth.names}
 
         def lost_by(name: str, width: int, new: int) -> float:
             """Expected quality lost narrowing unit ``name`` from ``width`` to ``new``."""
