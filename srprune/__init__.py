@@ -36,6 +36,7 @@ _EXPORTS = {
     "register_criterion": ("srprune.criteria.base", "register_criterion"),
     "register_strategy": ("srprune.search.base", "register_strategy"),
     "register_model": ("srprune.models.spec", "register_model"),
+    "srprune_factory": ("srprune.models.trust", "srprune_factory"),
     "SrpruneError": ("srprune.errors", "SrpruneError"),
 }
 

@@ -14,6 +14,7 @@ from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable, save_checkpoint
 from srprune.models import SRModel, build_model, resolve_model
 from srprune.models.artifacts import is_artifact_path, load_artifact, save_artifact
+from srprune.models.trust import TrustImport
 from srprune.prune.contracts import Batch
 from srprune.prune.engine import (
     CompressResult,
@@ -28,9 +29,14 @@ from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 from srprune.training.validation import validation_patches
 
 
-def load(path: str | Path) -> SRModel:
-    """Load a compressed-model artifact (``weights_only``; no code is unpickled)."""
-    return load_artifact(path)
+def load(path: str | Path, trust_import: TrustImport = False) -> SRModel:
+    """Load a compressed-model artifact (``weights_only``; no code is unpickled).
+
+    An artifact of a model built from an import path rebuilds only with ``trust_import``:
+    ``True`` (any ``nn.Module`` class or ``@srprune_factory`` function it names) or the
+    import paths you allow (``{"my_pkg.nets:MyNet"}``); see :mod:`srprune.models.trust`.
+    """
+    return load_artifact(path, trust_import)
 
 
 def calibration_batches(data: str | Path | None, scale: int, n_batches: int, batch: int,
@@ -66,7 +72,8 @@ def check_plugins(config: RunConfig) -> None:
 def compress_model(model: SRModel | str, ratio: float | None = None, *,
                    scale: int | None = None, weights: str | None = None,
                    source: str | None = None, progress: ProgressFn | None = None,
-                   config: RunConfig | None = None, **settings: Any) -> CompressResult:
+                   config: RunConfig | None = None, trust_import: TrustImport = None,
+                   **settings: Any) -> CompressResult:
     """Compress a model (an ``SRModel``, a registered name or an artifact path).
 
     The run is ``config`` or the flat settings of :meth:`srprune.config.RunConfig.build`
@@ -97,7 +104,7 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
         check_writable(out, force)
     if isinstance(model, str):
         source = source or model
-        model = resolve_model(model, scale, weights=weights)
+        model = resolve_model(model, scale, weights=weights, trust_import=trust_import)
     calib, tune = config.calibration, config.finetune
     if tune.steps and calib.data is None:
         raise SrpruneError("fine-tuning needs training images: pass --data DIR")
@@ -126,11 +133,12 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     return result
 
 
-def _training_model(model: SRModel | str, scale: int | None, weights: str | None) -> SRModel:
+def _training_model(model: SRModel | str, scale: int | None, weights: str | None,
+                    trust_import: TrustImport = None) -> SRModel:
     if not isinstance(model, str):
         return model
     if is_artifact_path(model):
-        return resolve_model(model, scale, weights=weights)
+        return resolve_model(model, scale, weights=weights, trust_import=trust_import)
     return build_model(model, scale, weights=weights, pretrained=False)
 
 
@@ -144,7 +152,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                 lr_dir: str | Path | None = None, checkpoint_every: int = 500,
                 teacher: SRModel | str | None = None, distill_weight: float | None = None,
                 distill_features: float = 0.0, bf16: bool = False,
-                channels_last: bool = False) -> dict[str, Any]:
+                channels_last: bool = False,
+                trust_import: TrustImport = None) -> dict[str, Any]:
     """Dual-regression training of a model (name, artifact or ``SRModel``) on an HR folder.
 
     ``lr_dir`` holds LR files ``X{f}/<name>x{f}.png`` for the HR images in ``data`` (else
@@ -156,7 +165,8 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
     model's name) is distilled from with ``distill_weight`` (SR output; default
     :data:`srprune.config.DISTILL_WEIGHT` with a teacher, else 0) and ``distill_features``
     (features at unit consumers), see :mod:`srprune.training.distill`.
-    ``bf16`` and ``channels_last`` apply on CUDA only.
+    ``bf16`` and ``channels_last`` apply on CUDA only. ``trust_import`` says which import
+    paths the model's or teacher's artifacts may rebuild from (:mod:`srprune.models.trust`).
 
     Nothing is replaced by surprise and nothing is lost. Settings and every output target are
     checked before any work: ``out`` may replace a file only with ``force``; ``checkpoint``
@@ -179,7 +189,7 @@ def train_model(model: SRModel | str, data: str | Path, scale: int | None = None
                       force=force, on_step=on_step, pinned=pinned, on_start=on_start,
                       lr_dir=lr_dir, checkpoint_every=checkpoint_every, teacher=teacher,
                       distill_weight=distill_weight, distill_features=distill_features,
-                      bf16=bf16, channels_last=channels_last)
+                      bf16=bf16, channels_last=channels_last, trust_import=trust_import)
 
 
 def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: int,
@@ -189,7 +199,7 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
            on_start: Callable[[int], None] | None, lr_dir: str | Path | None,
            checkpoint_every: int, teacher: SRModel | str | None,
            distill_weight: float | None, distill_features: float, bf16: bool,
-           channels_last: bool) -> dict[str, Any]:
+           channels_last: bool, trust_import: TrustImport = None) -> dict[str, Any]:
     """:func:`train_model` inside its process-group session."""
     import torch
 
@@ -233,9 +243,9 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
         raise SrpruneError(f"LR folder not found: {lr_dir}")
     is_artifact = isinstance(model, str) and is_artifact_path(model)
     torch.manual_seed(seed)  # random initial weights (and new dual nets) follow the seed
-    sr = ensure_duals(_training_model(model, scale, weights))
+    sr = ensure_duals(_training_model(model, scale, weights, trust_import))
     if isinstance(teacher, str):
-        teacher = resolve_model(teacher, sr.scale)
+        teacher = resolve_model(teacher, sr.scale, trust_import=trust_import)
     run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
     state, adopted, extra = None, {}, {}
     if resume and checkpoint is not None:

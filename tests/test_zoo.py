@@ -162,15 +162,18 @@ def test_import_paths_build_compress_and_round_trip(tmp_path, monkeypatch):
                             "width=16", "--ratio", "0.5", "--out", str(out), "--json")
     assert code == 0, err
     assert 0.4 < json.loads(stdout)["ratio_achieved"] < 0.6
-    from srprune import load
+    from srprune import SrpruneError, load
 
-    loaded = load(out)
+    with pytest.raises(SrpruneError, match="pass --trust-import"):
+        load(out)  # a file never decides what is imported
+    loaded = load(out, trust_import=True)
     assert loaded.scale == 2 and loaded.config["options"] == {"width": 16}
     assert loaded.net.body.out_channels < 16
     code, _, err = run("info", "srprune_test_tinynet:TinyNet", "--arch-opt", "depth=3")
     assert code == 2 and "has no option 'depth' (--arch-opt); its options: width" in err
     code, _, err = run("info", "no_such_module_xyz:Net")
-    assert code == 2 and "cannot import no_such_module_xyz" in err
+    assert code == 2 and "module no_such_module_xyz is not importable" in err
+    assert "PYTHONPATH" in err
 
 
 def test_blocked_units_are_listed_with_their_reason():

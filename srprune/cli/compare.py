@@ -14,6 +14,7 @@ from rich.table import Table
 
 from srprune.cli.common import (
     arch_options,
+    command_trust,
     console,
     distill_options,
     err_console,
@@ -101,6 +102,7 @@ def command(model: str, scale: int | None, weights: str | None, criteria: str,
 
     spec = GridSpec(
         model=model, scale=scale, weights=weights, arch_options=arch_options(),
+        trust_import=command_trust() is True,
         criteria=parse_names(criteria, "--criteria"),
         strategies=parse_names(strategies, "--strategies"), ratios=parse_ratios(ratios),
         seeds=parse_seeds(seeds), evals=tuple(evals) or ("builtin",),
@@ -142,6 +144,8 @@ def grid_command(spec: Any, out: str, execution: Any) -> str:
     args = ["srprune", "compare", spec.model, "--scale", str(spec.scale)]
     if spec.weights:
         args += ["--weights", spec.weights]
+    if spec.trust_import:
+        args.append("--trust-import")
     for key, value in spec.arch_options.items():
         args += ["--arch-opt", f"{key}={value}"]
     args += ["--criteria", ",".join(spec.criteria), "--strategies", ",".join(spec.strategies),

@@ -40,6 +40,9 @@ RUN_FLAGS = ("batch", "patch", "seed", "lr", "dual_weight")
 @click.option("--teacher", default=None, metavar="MODEL",
               help="Distil from this model (name, artifact or checkpoint): the unpruned model "
                    "a pruned MODEL came from.")
+@click.option("--trust-import", is_flag=True,
+              help="Allow MODEL's or --teacher's artifact, when built from an import path, "
+                   "to import and call that code.")
 @click.option("--distill-weight", type=float, default=None,
               help=f"Weight of the L1 to the teacher's SR output (0: off; default "
                    f"{DISTILL_WEIGHT} with --teacher, else 0).")
@@ -58,7 +61,8 @@ def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale
             steps: int,
             weights: str | None, dual_weight: float, patch: int, batch: int, lr: float,
             seed: int, device: str, checkpoint: str | None, resume: bool,
-            checkpoint_every: int, teacher: str | None, distill_weight: float | None,
+            checkpoint_every: int, teacher: str | None, trust_import: bool,
+            distill_weight: float | None,
             distill_features: float, threads: int | None, bf16: bool, channels_last: bool,
             out: str, force: bool, as_json: bool) -> None:
     """Train MODEL (name or artifact) with the dual-regression loss on HR images in --data.
@@ -110,7 +114,8 @@ def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale
                                  lr_dir=lr_dir, checkpoint_every=checkpoint_every,
                                  teacher=teacher, distill_weight=distill_weight,
                                  distill_features=distill_features, bf16=bf16,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last,
+                                 trust_import=_trust(trust_import, model, teacher))
     except TrainingInterrupted as exc:
         if exc.checkpoint is None:
             raise
@@ -132,6 +137,13 @@ def command(ctx: click.Context, model: str, data: str, lr_dir: str | None, scale
     console.print(f"{note}trained {result['steps']} steps in {result['seconds']:.0f} s; "
                   f"final loss {result['final_loss']:.3f}; wrote {out}", markup=False,
                   highlight=False)
+
+
+def _trust(flag: bool, *specs: str | None) -> bool | frozenset[str]:
+    """``--trust-import``, else the import paths typed as MODEL or --teacher."""
+    from srprune.models.trust import command_line_imports
+
+    return True if flag else command_line_imports(s for s in specs if s)
 
 
 def _silent(_stage: str, _done: int, _total: int, note: str = "") -> None:

@@ -91,7 +91,7 @@ def error_line(exc: BaseException) -> str:
 
 def _run(spec: GridSpec, cell: Cell, model_file: Path, artifact: Path,
          source: str) -> dict[str, Any]:
-    model = load_artifact(model_file)
+    model = load_artifact(model_file, trust_import=spec.trusted_imports)
     config = RunConfig.build(**spec.run_settings(cell, artifact))
     eval_sets = [open_eval_set(path, model.scale) for path in spec.evals]
     pruned: dict[str, Any] = {}

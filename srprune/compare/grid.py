@@ -84,6 +84,10 @@ class GridSpec:
     input_size: tuple[int, int] = (96, 96)
     device: str = "cpu"
     eval_pruned: bool = False  # also score each cell right after pruning (first set)
+    # --trust-import, and the import paths the model's artifacts may rebuild from (set by
+    # compare.run.prepare once the user's trust is known; never read from the grid folder)
+    trust_import: bool = False
+    trusted_imports: tuple[str, ...] = ()
 
     def cells(self) -> list[Cell]:
         """Every cell, in a stable order: ratio, strategy, criterion, seed."""
@@ -142,15 +146,16 @@ class GridSpec:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size)
-        for key in ("criteria", "strategies", "ratios", "seeds", "evals"):
+        for key in ("criteria", "strategies", "ratios", "seeds", "evals", "trusted_imports"):
             data[key] = list(data[key])
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GridSpec:
         data = dict(data)
-        for key in ("criteria", "strategies", "ratios", "seeds", "evals", "input_size"):
-            data[key] = tuple(data[key])
+        for key in ("criteria", "strategies", "ratios", "seeds", "evals", "input_size",
+                    "trusted_imports"):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
 
@@ -243,6 +248,8 @@ def cell_command(spec: GridSpec, cell: Cell, base_model: str | Path,
     args = ["srprune", "compress", str(base_model), "--ratio", f"{cell.ratio:g}",
             "--criterion", cell.criterion, "--strategy", cell.strategy, "--scope", spec.scope,
             "--preset", spec.preset, "--seed", str(cell.seed), "--device", spec.device]
+    if spec.trusted_imports:  # the frozen model file rebuilds from the user's import path
+        args += ["--trust-import"]
     if spec.data is not None:
         args += ["--data", spec.data]
     if spec.lr_dir is not None:

@@ -33,11 +33,13 @@ def fingerprint(models: Sequence[tuple[str, Path]], input_size: Sequence[int], t
 
 def bench_grid(folder: GridFolder, rows: Sequence[dict[str, Any]], input_size: Sequence[int],
                threads: int, runs: int, warmup: int,
-               on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+               on_step: Callable[[str], None] | None = None,
+               trusted_imports: Sequence[str] = ()) -> dict[str, Any]:
     """``{"records": {label: BenchRecord dict}, "error": None | str, "reused": bool}``.
 
     ``label`` is a cell's key, or ``unpruned``. A failing benchmark (an export the model
-    does not survive) is recorded as ``error`` instead of ending the grid.
+    does not survive) is recorded as ``error`` instead of ending the grid. Artifacts may
+    rebuild only from ``trusted_imports`` (the user's own model's import path).
     """
     models = [(UNPRUNED, folder.model_file)] + [
         (row["key"], Path(row["artifact"])) for row in rows
@@ -47,7 +49,8 @@ def bench_grid(folder: GridFolder, rows: Sequence[dict[str, Any]], input_size: S
     if isinstance(stored, dict) and stored.get("fingerprint") == stamp and not stored["error"]:
         return {**stored, "reused": True}
     try:
-        loaded = [(label, load_artifact(path)) for label, path in models]
+        loaded = [(label, load_artifact(path, trust_import=tuple(trusted_imports)))
+                  for label, path in models]
         records = benchmark(loaded, (int(input_size[0]), int(input_size[1])), threads=threads,
                             runs=runs, warmup=warmup, roofline=True, on_step=on_step)
         result = {"records": {rec.model: rec.as_dict() for rec in records}, "error": None}

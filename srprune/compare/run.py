@@ -36,6 +36,7 @@ from srprune.measure.export import check_input_size
 from srprune.measure.roofline import available_cpus
 from srprune.models import SRModel, resolve_model
 from srprune.models.artifacts import save_artifact
+from srprune.models.trust import command_line_imports
 
 MODEL_SEED = 0  # random-weight models are built from this seed, so a grid can be resumed
 Progress = Callable[..., None]
@@ -112,9 +113,11 @@ def prepare(spec: GridSpec, out: str | Path, execution: Execution) -> Prepared:
     folder = GridFolder(out)
     folder.stored()  # a foreign folder is refused before the model loads
     torch.manual_seed(MODEL_SEED)
+    trust = True if spec.trust_import else command_line_imports([spec.model])
     model = resolve_model(spec.model, spec.scale, weights=spec.weights,
-                          arch_options=spec.arch_options)
-    spec = replace(spec, scale=model.scale)
+                          arch_options=spec.arch_options, trust_import=trust)
+    spec = replace(spec, scale=model.scale, trusted_imports=(
+        (str(model.config["path"]),) if model.arch == "import" else ()))
     check_input_size(model, spec.input_size, spec.model)
     eval_sets = [open_eval_set(path, model.scale) for path in spec.evals]
     if spec.data is not None:
@@ -219,7 +222,8 @@ def _bench(folder: GridFolder, rows: Sequence[dict[str, Any]], spec: GridSpec,
         report("latency", min(steps[0], total), total)
 
     bench = bench_grid(folder, rows, spec.input_size, execution.bench_threads,
-                       execution.bench_runs, execution.bench_warmup, on_step=step)
+                       execution.bench_runs, execution.bench_warmup, on_step=step,
+                       trusted_imports=spec.trusted_imports)
     report("latency", total, total)
     bench.update(threads=execution.bench_threads, runs=execution.bench_runs,
                  warmup=execution.bench_warmup, input_size=list(spec.input_size))

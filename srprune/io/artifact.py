@@ -158,6 +158,27 @@ def check_state(state: dict, where: str) -> None:
         if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
             raise SrpruneError(f"{where}: tensor {show_key(key)} is not a plain dense tensor "
                                f"({value.layout}, {value.device.type})")
+        check_values(key, value, where)
+
+
+WEIGHT_SUFFIXES = (".weight", ".bias", "weight", "bias")
+
+
+def check_values(key: str, value: torch.Tensor, where: str) -> None:
+    """Weights are real floating point and finite: a NaN or an integer weight would load
+    silently (``load_state_dict`` casts) and only show as ``nan`` dB later."""
+    if value.is_complex():
+        raise SrpruneError(f"{where}: tensor {show_key(key)} is {value.dtype}; the model "
+                           "needs floating point")
+    if value.is_floating_point():
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            bad = "NaN" if bool(torch.isnan(value).any()) else "infinite"
+            if bad == "NaN" or key.endswith(WEIGHT_SUFFIXES):
+                raise SrpruneError(f"{where}: tensor {show_key(key)} holds {bad} values")
+    elif key.endswith(WEIGHT_SUFFIXES) and value.dtype != torch.bool:
+        raise SrpruneError(f"{where}: tensor {show_key(key)} is {value.dtype}; weights must "
+                           "be floating point (an integer or quantized export is not a "
+                           "training checkpoint)")
 
 
 def check_fits(own: torch.Tensor, saved: torch.Tensor, key: str, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,20 @@ from srprune.errors import SrpruneError
 from srprune.io.artifact import FORMAT as ARTIFACT_FORMAT
 from srprune.io.checkpoint import read_checkpoint
 from srprune.models.artifacts import is_artifact_path, load_artifact
-from srprune.models.detect import is_import_path, load_checkpoint_model, load_import_path
+from srprune.models.detect import (
+    check_option_kind,
+    expected_kind,
+    is_import_path,
+    load_checkpoint_model,
+    load_import_path,
+)
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
+from srprune.models.trust import TrustImport, srprune_factory
 from srprune.registry import MODELS
 
 __all__ = ["FinalOutput", "ModelSpec", "SRModel", "build_model", "load_weights", "model_spec",
-           "names_a_file", "resolve_model"]
+           "names_a_file", "resolve_model", "srprune_factory"]
 
 
 def model_spec(name: str) -> Any:
@@ -117,14 +125,20 @@ def names_a_file(spec: str) -> bool:
     return spec not in MODELS.names() and is_artifact_path(spec)
 
 
+RESERVED_OPTIONS = {"scale": "--scale", "weights": "--weights", "pretrained": "--weights",
+                    "channel_config": "--channels"}
+
+
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
                   channel_config: str | None = None,
-                  arch_options: dict[str, Any] | None = None) -> SRModel:
+                  arch_options: dict[str, Any] | None = None,
+                  trust_import: TrustImport = None) -> SRModel:
     """What a model argument names, as an ``SRModel`` (see :mod:`srprune.models.detect`):
     a registered name, an artifact, a checkpoint (architecture detected) or an import path.
 
     ``arch_options`` (``--arch-opt``) override a registered model's builder arguments or
-    are the keyword arguments of an import path's factory.
+    are the keyword arguments of an import path's factory. ``trust_import`` says which
+    import paths an artifact may make srprune import (see :mod:`srprune.models.trust`).
     """
     options = dict(arch_options or {})
     if spec not in MODELS.names() and is_import_path(spec):
@@ -136,12 +150,16 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
         if options:
             raise SrpruneError(f"--arch-opt applies to registered names and import paths, "
                                f"not to the file {spec}")
-        model = _load_file(spec, scale)
+        model = _load_file(spec, scale, trust_import)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
     else:
+        for key, flag in RESERVED_OPTIONS.items():
+            if key in options:
+                raise SrpruneError(f"--arch-opt {key}=... is not a builder option; use {flag}")
         if channel_config:
             options["channel_config"] = channel_config
+        check_builder_options(spec, scale, options)
         return build_model(spec, scale, weights=weights, **options)
     if weights is not None:
         load_weights(model, weights)
@@ -149,10 +167,54 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
     return model
 
 
-def _load_file(path: str, scale: int | None) -> SRModel:
+def check_builder_options(name: str, scale: int | None, options: dict[str, Any]) -> None:
+    """``--arch-opt`` values of a registered model are of the kind its published config
+    has (``n_feats=abc`` is one line here, not an error from deep inside the builder)."""
+    spec = model_spec(name)
+    try:
+        defaults = spec.config_for(scale)
+    except SrpruneError:
+        return  # the scale is refused by the build itself, with its own message
+    for key, value in options.items():
+        if key == "channel_config":
+            continue
+        check_option_kind(key, value, expected_kind(inspect.Parameter.empty,
+                                                    defaults.get(key)), f"model '{name}'")
+
+
+def _load_file(path: str, scale: int | None, trust_import: TrustImport = None) -> SRModel:
     """An artifact, or a checkpoint whose architecture is detected."""
+    refuse_onnx(path)
     if Path(path).suffix != ".safetensors":
         data = read_checkpoint(path)
         if isinstance(data, dict) and data.get("format") == ARTIFACT_FORMAT:
-            return load_artifact(path)
+            return load_artifact(path, trust_import)
     return load_checkpoint_model(path, scale)
+
+
+ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version), a varint
+
+
+def refuse_onnx(path: str) -> None:
+    """An ONNX file is named as one: it runs in bench/eval and export --int8, but it is no
+    PyTorch model to prune or inspect."""
+    file = Path(path)
+    if not file.is_file():
+        return
+    if file.suffix.lower() == ".onnx" or _looks_like_onnx(file):
+        raise SrpruneError(f"{path} is an ONNX model, not a PyTorch checkpoint or artifact: "
+                           "use it with srprune bench, eval or export --int8")
+
+
+def _looks_like_onnx(file: Path) -> bool:
+    """An ONNX ModelProto (starts with its ir_version field and parses with a graph)."""
+    try:
+        with file.open("rb") as f:
+            if f.read(1) != ONNX_MAGIC:
+                return False
+        import onnx
+
+        proto = onnx.load(str(file), load_external_data=False)
+    except Exception:  # not ONNX after all: the checkpoint reader names the problem
+        return False
+    return proto.ir_version > 0 and len(proto.graph.node) > 0

@@ -23,13 +23,17 @@ from srprune.io.artifact import (
     write_artifact,
 )
 from srprune.models.depth import remove_blocks
+from srprune.models.detect import build_imported, is_import_path
 from srprune.models.spec import ModelSpec
 from srprune.models.splits import channel_splits, set_channel_splits
 from srprune.models.srmodel import SRModel
+from srprune.models.trust import TrustImport, refuse_untrusted, trust_level
 from srprune.models.zoo import ARCH_BUILDERS
 from srprune.registry import MODELS
 
 __all__ = ["is_artifact_path", "load_artifact", "save_artifact"]
+
+IMPORT = "import"  # the builder family of models built from an import path
 
 
 def save_artifact(model: SRModel, path: str | Path, meta: dict[str, Any] | None = None,
@@ -52,15 +56,19 @@ MAX_PARAMS = 2**28  # 1 GiB of float32
 PROBE_SIZE = (16, 16)  # LR input of the check that the loaded layers still fit together
 
 
-def load_artifact(path: str | Path) -> SRModel:
+def load_artifact(path: str | Path, trust_import: TrustImport = None) -> SRModel:
     """Load an artifact written by :func:`save_artifact`.
 
-    Anything wrong with the file (unreadable, code-carrying, tampered: a config that does not
-    build, tensors that do not fit the architecture or whose layers no longer fit each other)
-    is a one-line ``SrpruneError`` naming the file.
+    An artifact of an import-path model is rebuilt by importing and calling the code it
+    names only when ``trust_import`` allows it (see :mod:`srprune.models.trust`); otherwise
+    it is refused before anything is imported. Anything wrong with the file (unreadable,
+    code-carrying, tampered: a config that does not build, tensors that do not fit the
+    architecture or whose layers no longer fit each other) is a one-line ``SrpruneError``
+    naming the file.
     """
     data = read_artifact(path)
-    model = _rebuild(data, path).eval()
+    model = (_rebuild_imported(data, path, trust_import) if data.arch == IMPORT
+             else _rebuild(data, path)).eval()
     expected = _reference_shapes(model)
     try:
         if data.removed:
@@ -89,6 +97,26 @@ def load_artifact(path: str | Path) -> SRModel:
     model.name = data.name
     model.meta = data.meta
     return model.eval()
+
+
+def _rebuild_imported(data: ArtifactData, path: str | Path,
+                      trust_import: TrustImport) -> SRModel:
+    """An import-path model, rebuilt only as far as the user trusts the path it records."""
+    config = data.config
+    target = config.get("path")
+    if not isinstance(target, str) or not is_import_path(target):
+        raise SrpruneError(f"{path}: damaged artifact: its import path "
+                           f"{brief(target, 80)} is not package.module:Name")
+    level = trust_level(target, trust_import)
+    if level == "none":
+        raise refuse_untrusted(str(path), target)
+    options, scale = config.get("options", {}), config.get("scale")
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise SrpruneError(f"{path}: damaged artifact: its import options are not a dict")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale != data.scale:
+        raise SrpruneError(f"{path}: damaged artifact: its scale {brief(scale, 20)} is not "
+                           f"the recorded x{brief(data.scale, 20)}")
+    return build_imported(target, options, scale, named_by_user=level == "named")
 
 
 def _spec(data: ArtifactData, path: str | Path) -> ModelSpec:

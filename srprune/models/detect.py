@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from srprune.errors import SrpruneError
+from srprune.io.artifact import check_state
 from srprune.io.checkpoint import read_checkpoint
 from srprune.models.spandrel_zoo import (
     fuse_reparameterized,
@@ -34,6 +35,7 @@ from srprune.models.spandrel_zoo import (
 )
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
+from srprune.models.trust import check_artifact_target
 from srprune.registry import MODELS
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -66,7 +68,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                                f"({text[0] if text else type(exc).__name__})") from None
     else:
         data = read_checkpoint(path)
-    return unwrap_state_dict(data, path)
+    state = unwrap_state_dict(data, path)
+    check_state(state, str(path))
+    return state
 
 
 def unwrap_state_dict(data: Any, path: str | Path) -> dict[str, torch.Tensor]:
@@ -195,74 +199,157 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def load_import_path(spec: str, scale: int | None, options: dict[str, Any]) -> SRModel:
+def load_import_path(spec: str, scale: int | None, options: dict[str, Any],
+                     named_by_user: bool = True) -> SRModel:
     """``package.module:Factory(**options)`` as an ``SRModel``.
 
     ``Factory`` is an ``nn.Module`` class taking RGB in [0, 1] (the common convention;
     srprune maps its [0, 255] range around it, keeping the class's state-dict keys), or a
-    function returning an ``SRModel`` (used as it is). The scale is ``--scale`` or found by
-    one forward pass on a 16x16 input.
+    function returning such an ``nn.Module`` (``build_model(opt)``-style code) or an
+    ``SRModel`` (used as it is). What it returns is checked before use. The scale is found
+    by one forward pass on a 16x16 input; a ``--scale`` that disagrees is refused.
+
+    ``named_by_user`` is false when the path comes from a file (an artifact opened with
+    ``--trust-import``): then only an ``nn.Module`` subclass or a function marked
+    ``@srprune_factory`` may be called (see :mod:`srprune.models.trust`).
     """
     module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SrpruneError(f"cannot import {module_name} for {spec}: {exc}") from None
+    module = _import_module(module_name, spec)
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise SrpruneError(f"{spec}: {module_name} has no callable {attribute!r}")
+    if not named_by_user:
+        check_artifact_target(factory, spec)
+        if not _plain(list(options.values())):
+            raise SrpruneError(f"{spec}: the artifact's options are not plain values")
     _check_options(factory, options, spec)
-    if isinstance(factory, type) and issubclass(factory, nn.Module):
-        try:
-            net = pixel_range_adapted(factory)(**options)
-        except (TypeError, ValueError) as exc:
-            raise SrpruneError(f"{spec}: {exc}") from None
-        model = SRModel(net=net, scale=scale or _probe_scale(net, spec), arch="import",
-                        config={})
+    try:
+        made = factory(**options)
+    except SrpruneError:
+        raise
+    except Exception as exc:  # the user's code may raise anything
+        raise SrpruneError(f"{spec} raised {type(exc).__name__} when called with "
+                           f"{options or 'no options'}: {_first_line(exc)}") from None
+    if isinstance(made, SRModel):
+        model = made
+        probed = _probe_scale(lambda x: model.outputs(x)[-1], spec)
+    elif isinstance(made, nn.Module):
+        if not isinstance(factory, type):
+            made.__class__ = pixel_range_adapted(type(made))
+        else:
+            made = _adapt_instance(made, factory)
+        model = SRModel(net=made, scale=1, arch="import", config={})
+        probed = _probe_scale(made.eval(), spec)
+        model.scale = probed
     else:
-        try:
-            model = factory(**options)
-        except (TypeError, ValueError) as exc:
-            raise SrpruneError(f"{spec}: {exc}") from None
-        if not isinstance(model, SRModel):
-            raise SrpruneError(f"{spec} returned a {type(model).__name__}; a factory must "
-                               "return an srprune SRModel (or pass an nn.Module class)")
-    if scale is not None and model.scale != scale:
-        raise SrpruneError(f"{spec} builds a x{model.scale} model, but --scale {scale} was given")
+        raise SrpruneError(f"{spec} returned a {type(made).__name__}; a factory must return "
+                           "an nn.Module or an srprune SRModel")
+    if model.scale != probed:
+        raise SrpruneError(f"{spec} says x{model.scale}, but its output is x{probed}")
+    if scale is not None and probed != scale:
+        raise SrpruneError(f"{spec} builds a x{probed} model (its output on a 16x16 input), "
+                           f"but --scale {scale} was given")
     model.arch, model.name = "import", spec
     model.config = {"path": spec, "options": dict(options), "scale": model.scale}
     model.meta.setdefault("weights", "random")
     return model.eval()
 
 
+def _import_module(module_name: str, spec: str) -> Any:
+    """Import the user's module; its own failures are named as such."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        raise SrpruneError(f"module {missing} is not importable for {spec}: add the folder "
+                           f"that holds it to PYTHONPATH or pip install its package") from None
+    except Exception as exc:  # the module's own code failed while importing
+        raise SrpruneError(f"importing {module_name} for {spec} failed: "
+                           f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _adapt_instance(net: nn.Module, cls: type) -> nn.Module:
+    """An instance of ``cls`` re-classed to take and return [0, 255] (same state dict)."""
+    net.__class__ = pixel_range_adapted(cls)
+    return net
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
+
+
 def _check_options(factory: Any, options: dict[str, Any], spec: str) -> None:
+    """Every option is a parameter of ``factory`` and of the kind its annotation or
+    default says (an int where the default is 8), named before anything is called."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in options:
+            if key not in params:
+                known = ", ".join(p for p in params if p != "self") or "none"
+                raise SrpruneError(f"{spec} has no option {key!r} (--arch-opt); its "
+                                   f"options: {known}")
+    for key, value in options.items():
+        param = params.get(key)
+        if param is None:
+            continue
+        expected = expected_kind(param.annotation, param.default)
+        check_option_kind(key, value, expected, spec)
+
+
+KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+         "list": (list, tuple), "tuple": (list, tuple), "dict": (dict,)}
+
+
+def expected_kind(annotation: Any, default: Any) -> str | None:
+    """The kind of value a parameter takes, from its annotation or its default (None:
+    unknown, anything goes)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if annotation is not inspect.Parameter.empty and text:
+        base = text.replace(" ", "").split("|")
+        kinds = [k for k in base if k in KINDS]
+        one = len(kinds) == 1 and all(k in KINDS or k == "None" for k in base)
+        return kinds[0] if one else None
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    return type(default).__name__ if type(default).__name__ in KINDS else None
+
+
+def check_option_kind(key: str, value: Any, expected: str | None, owner: str) -> None:
+    """One line when an ``--arch-opt`` value is not of the kind the builder takes."""
+    if expected is None or value is None:
         return
-    for key in options:
-        if key not in params:
-            known = ", ".join(p for p in params if p != "self") or "none"
-            raise SrpruneError(f"{spec} has no option {key!r} (--arch-opt); its options: "
-                               f"{known}")
+    ok = isinstance(value, KINDS[expected])
+    if expected in ("int", "float") and isinstance(value, bool):
+        ok = False
+    if not ok:
+        names = {"int": "an integer", "float": "a number", "bool": "true or false",
+                 "str": "a string", "list": "a JSON list", "tuple": "a JSON list",
+                 "dict": "a JSON object"}
+        raise SrpruneError(f"{owner}: option {key} (--arch-opt) expects {names[expected]}, "
+                           f"got {value!r}")
 
 
-def _probe_scale(net: nn.Module, spec: str) -> int:
+def _probe_scale(net: Any, spec: str) -> int:
     x = torch.rand(1, 3, 16, 16) * 255
     try:
         with torch.no_grad():
-            out = net.eval()(x)
+            out = net(x)
     except Exception as exc:
-        raise SrpruneError(f"{spec} fails on a 1x3x16x16 input: {exc}") from None
+        raise SrpruneError(f"{spec} fails on a 1x3x16x16 input: {_first_line(exc)}") from None
     out = out[-1] if isinstance(out, (list, tuple)) else out
-    if out.dim() != 4 or out.shape[1] != 3 or out.shape[2] % 16:
-        raise SrpruneError(f"{spec} is not an RGB SR model: a 16x16 input gave "
-                           f"{tuple(out.shape)}")
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[1] != 3 \
+            or out.shape[2] % 16 or out.shape[2] != out.shape[3] or out.shape[2] < 16:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SrpruneError(f"{spec} is not an RGB SR model: a 16x16 input gave {shape}")
     return out.shape[2] // 16
 
 
-def build_imported(path: str, options: dict[str, Any], scale: int) -> SRModel:
-    """Rebuild an import-path model from an artifact's config (imports the named module)."""
-    return load_import_path(path, scale, dict(options))
+def build_imported(path: str, options: dict[str, Any], scale: int,
+                   named_by_user: bool = False) -> SRModel:
+    """Rebuild an import-path model from an artifact's config; the caller has checked that
+    the user trusts it (:mod:`srprune.models.trust`)."""
+    return load_import_path(path, scale, dict(options), named_by_user=named_by_user)

@@ -142,12 +142,25 @@ DESCRIPTIONS = {
 
 def spandrel_class(package: str, class_name: str) -> type[nn.Module]:
     """A class from ``spandrel.architectures.<package>`` (only spandrel's own)."""
+    if not (isinstance(package, str) and package.isidentifier()
+            and isinstance(class_name, str) and class_name.isidentifier()):
+        raise SrpruneError(f"spandrel has no architecture {brief_name(package)}."
+                           f"{brief_name(class_name)}")
     import_spandrel()
+    if importlib.util.find_spec(f"spandrel.architectures.{package}") is None:
+        raise SrpruneError(f"spandrel has no architecture package {package}")
     module = importlib.import_module(f"spandrel.architectures.{package}")
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)
+            and cls.__module__.startswith("spandrel.architectures.")):
         raise SrpruneError(f"spandrel has no architecture class {package}.{class_name}")
     return cls
+
+
+def brief_name(value: object) -> str:
+    """A name read from a file, shortened for an error line."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def fuse_reparameterized(net: nn.Module) -> int:

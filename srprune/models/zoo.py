@@ -8,7 +8,6 @@ from typing import Any
 from srprune.models import spandrel_zoo
 from srprune.models.archs import carn, edsr, espcn, fsrcnn, imdn, msrresnet, pan, rfdn, rlfn
 from srprune.models.channel_config import CONFIG_DIR, read_widths, widths_from_lines
-from srprune.models.detect import build_imported
 from srprune.models.drn import DRN, dual_models, full_widths
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
@@ -61,7 +60,7 @@ ZOO_SPECS = [replace(spec, small=SMALL.get(spec.name, {}))
              for spec in module.SPECS] + [replace(spec, small=SMALL.get(spec.name, {}))
                                           for spec in spandrel_zoo.SPECS]
 # builder family -> builder: rebuilds artifacts of models made outside the registry
-ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet, "import": build_imported,
+ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet,
                  **{spec.family: spec.builder for spec in ZOO_SPECS if spec.builder}}
 
 
