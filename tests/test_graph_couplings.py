@@ -244,7 +244,7 @@ def test_compressed_split_and_grouped_nets_export_and_round_trip(net, tmp_path, 
     assert 0.35 < result.ratio_achieved < 0.65, result.summary()
     onnx = export_onnx(model, tmp_path / "m.onnx", (12, 12))
     check_parity(model, onnx.path, (12, 12))
-    loaded = load_artifact(save_artifact(model, tmp_path / "m.srp"))
+    loaded = load_artifact(save_artifact(model, tmp_path / "m.srp"), trust_import=True)
     assert channel_splits(loaded.net) == channel_splits(model.net)
     with torch.no_grad():
         assert torch.allclose(loaded(_x(2)), model(_x(2)), atol=1e-4)

