@@ -29,6 +29,7 @@ from srprune.errors import SrpruneError
 from srprune.io.artifact import check_state
 from srprune.io.checkpoint import read_checkpoint
 from srprune.models.spandrel_zoo import (
+    functional_forwards,
     fuse_reparameterized,
     import_spandrel,
     pixel_range_adapted,
@@ -132,6 +133,41 @@ def match_registered(state: dict[str, torch.Tensor],
     return None
 
 
+def match_inferred(state: dict[str, torch.Tensor], scale: int | None = None
+                   ) -> tuple[ModelSpec, dict[str, Any], dict[str, torch.Tensor]] | None:
+    """A registered family whose ``infer`` reads a config of any size from the tensor
+    shapes (after its ``rename`` maps another project's key layout onto srprune's), and
+    whose build at that config has exactly these keys and shapes: the spec, the config and
+    the renamed state. Each family is tried once."""
+    tried: set[str] = set()
+    for name in MODELS.names():
+        spec = MODELS.get(name)
+        if not isinstance(spec, ModelSpec) or "infer" not in spec.extra \
+                or spec.family in tried:
+            continue
+        tried.add(spec.family)
+        renamed = spec.extra.get("rename", _same)(state)
+        config = spec.extra["infer"](_shapes(renamed))
+        if config is None:
+            continue
+        try:
+            with torch.device("meta"):
+                model = spec.build(dict(config))
+        except Exception:  # shapes that fit no build of this family
+            continue
+        if _shapes(model.net.state_dict()) != _shapes(renamed):
+            continue
+        if scale is not None and config["scale"] != scale:
+            raise SrpruneError(f"the weights are {spec.family} at x{config['scale']}, but "
+                               f"--scale {scale} was given")
+        return spec, config, renamed
+    return None
+
+
+def _same(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return state
+
+
 def load_checkpoint_model(path: str | Path, scale: int | None = None) -> SRModel:
     """An ``SRModel`` with the checkpoint's weights, architecture detected (see module doc)."""
     state = read_state_dict(path)
@@ -141,6 +177,16 @@ def load_checkpoint_model(path: str | Path, scale: int | None = None) -> SRModel
         model = spec.build(spec.config_for(scale))
         model.net.load_state_dict(state, strict=True)
         model.meta.update(weights=str(path), detected=f"{spec.name} x{scale} (srprune)")
+        return model.eval()
+    inferred = match_inferred(state, scale)
+    if inferred is not None:
+        spec, config, renamed = inferred
+        model = spec.build(dict(config))
+        model.net.load_state_dict(renamed, strict=True)
+        layout = "" if renamed is state else ", another project's key layout"
+        shown = ", ".join(f"{k}={v}" for k, v in config.items() if k != "scale")
+        model.meta.update(weights=str(path), detected=f"{spec.family} x{config['scale']} "
+                          f"({shown}; srprune{layout})")
         return model.eval()
     return _spandrel_model(state, path)
 
@@ -167,6 +213,7 @@ def _spandrel_model(state: dict[str, torch.Tensor], path: str | Path) -> SRModel
     net = pixel_range_adapted(cls)(**hyper)
     net.load_state_dict(inner.state_dict(), strict=True)
     fused = fuse_reparameterized(net.eval())
+    functional_forwards(net)  # the same traceable forwards as the registered-name path
     package = cls.__module__.split(".")[2] if cls.__module__.startswith(
         "spandrel.architectures.") else ""
     model = SRModel(net=net, scale=int(descriptor.scale), arch="spandrel",

@@ -16,6 +16,8 @@ prunable convolution.
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +105,49 @@ def build_edsr(scale: int, n_resblocks: int = 16, n_feats: int = 64,
     return SRModel(net=net, scale=scale, arch="edsr", config=config)
 
 
+BASICSR_KEYS = (  # BasicSR's EDSR (basicsr/archs/edsr_arch.py) -> this layout
+    (r"^conv_first\.", "head.0."), (r"^body\.(\d+)\.conv1\.", r"body.\1.body.0."),
+    (r"^body\.(\d+)\.conv2\.", r"body.\1.body.2."), (r"^upsample\.", "tail.0."),
+    (r"^conv_last\.", "tail.1."))
+
+
+def from_basicsr(state: dict[str, Any]) -> dict[str, Any]:
+    """BasicSR's EDSR keys renamed to the authors' layout (values untouched); any other
+    state dict is returned as it is. BasicSR keeps its RGB mean (the DIV2K mean by default)
+    outside the state dict: the mean shifts are added."""
+    if "conv_first.weight" not in state or "conv_after_body.weight" not in state:
+        return state
+    blocks = sum(1 for k in state if re.fullmatch(r"body\.\d+\.conv1\.weight", k))
+    renamed = {}
+    for key, value in state.items():
+        new = re.sub(r"^conv_after_body\.", f"body.{blocks}.", key)
+        for pattern, replacement in BASICSR_KEYS:
+            new = re.sub(pattern, replacement, new)
+        renamed[new] = value
+    for name, sign in (("sub_mean", -1), ("add_mean", 1)):  # BasicSR's default mean
+        for key, tensor in MeanShift(255.0, sign).state_dict().items():
+            renamed[f"{name}.{key}"] = tensor
+    return renamed
+
+
+def infer_edsr(shapes: dict[str, Any]) -> dict[str, Any] | None:
+    """The builder config of an EDSR state dict of any width and depth (authors' or
+    BasicSR's layout, see :func:`from_basicsr`), from its tensor shapes; None for other
+    layouts. The residual scaling is not in the weights: 0.1 for 256 channels (both
+    projects' published EDSR), else 1."""
+    shapes = from_basicsr(shapes)
+    if "head.0.weight" not in shapes or "tail.1.weight" not in shapes:
+        return None
+    blocks = sum(1 for k in shapes if re.fullmatch(r"body\.\d+\.body\.0\.weight", k))
+    features = shapes["head.0.weight"][0]
+    ups = [v for k, v in shapes.items() if re.fullmatch(r"tail\.0\.\d+\.weight", k)]
+    if not ups or not blocks:
+        return None
+    scale = 3 if ups[0][0] == 9 * features else 2 ** len(ups)
+    return {"scale": scale, "n_resblocks": blocks, "n_feats": features,
+            "res_scale": 0.1 if features == 256 else 1.0}
+
+
 _BASELINE = {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0}
 _FULL = {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}
 
@@ -110,9 +155,11 @@ SPECS: list[ModelSpec] = [
     ModelSpec("edsr-baseline",
               "EDSR baseline (16 blocks, 64 channels; 1.52 M params at x4), "
               "sanghyun-son/EDSR-PyTorch layout",
-              {s: dict(_BASELINE) for s in (2, 3, 4)}, builder=build_edsr, family="edsr"),
+              {s: dict(_BASELINE) for s in (2, 3, 4)}, builder=build_edsr, family="edsr",
+              extra={"infer": infer_edsr, "rename": from_basicsr}),
     ModelSpec("edsr",
               "EDSR (32 blocks, 256 channels, residual scaling 0.1; 43.1 M params at x4), "
               "sanghyun-son/EDSR-PyTorch layout",
-              {s: dict(_FULL) for s in (2, 3, 4)}, builder=build_edsr, family="edsr"),
+              {s: dict(_FULL) for s in (2, 3, 4)}, builder=build_edsr, family="edsr",
+              extra={"infer": infer_edsr, "rename": from_basicsr}),
 ]

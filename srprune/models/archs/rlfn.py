@@ -79,11 +79,11 @@ class RLFN(nn.Module):
     returns RGB in [0, 255]."""
 
     def __init__(self, scale: int = 4, feature_channels: int = 52, esa_channels: int = 16,
-                 n_blocks: int = 6) -> None:
+                 n_blocks: int = 6, mid_channels: int | None = None) -> None:
         super().__init__()
         self.conv_1 = _conv(3, feature_channels, 3)
         for i in range(1, n_blocks + 1):
-            self.add_module(f"block_{i}", RLFB(feature_channels, esa_channels=esa_channels))
+            self.add_module(f"block_{i}", RLFB(feature_channels, mid_channels, esa_channels))
         self.n_blocks = n_blocks
         self.conv_2 = _conv(feature_channels, feature_channels, 3)
         self.upsampler = nn.Sequential(_conv(feature_channels, 3 * scale * scale, 3),
@@ -97,12 +97,37 @@ class RLFN(nn.Module):
         return self.upsampler(self.conv_2(out) + fea) * 255.0
 
 
-def build_rlfn(scale: int, feature_channels: int = 52, esa_channels: int = 16) -> SRModel:
-    """An RLFN as an :class:`SRModel` (no dual nets)."""
-    net = RLFN(scale, feature_channels, esa_channels)
-    return SRModel(net=net, scale=scale, arch="rlfn",
-                   config={"scale": scale, "feature_channels": feature_channels,
-                           "esa_channels": esa_channels})
+def build_rlfn(scale: int, feature_channels: int = 52, esa_channels: int = 16,
+               n_blocks: int = 6, mid_channels: int | None = None) -> SRModel:
+    """An RLFN as an :class:`SRModel` (no dual nets). ``n_blocks`` and ``mid_channels``
+    (the width inside each block) give the authors' ``RLFN_Prune`` (46 channels, 48 inside,
+    4 blocks: the NTIRE 2022 efficient-SR winner)."""
+    net = RLFN(scale, feature_channels, esa_channels, n_blocks, mid_channels)
+    config: dict = {"scale": scale, "feature_channels": feature_channels,
+                    "esa_channels": esa_channels}
+    if n_blocks != 6:
+        config["n_blocks"] = n_blocks
+    if mid_channels is not None:
+        config["mid_channels"] = mid_channels
+    return SRModel(net=net, scale=scale, arch="rlfn", config=config)
+
+
+def infer_rlfn(shapes: dict[str, tuple[int, ...]]) -> dict | None:
+    """The builder config of an RLFN-layout state dict of any width and depth (the published
+    RLFN and ``RLFN_Prune``), read from its tensor shapes; None for other layouts."""
+    needed = ("conv_1.weight", "block_1.c1_r.weight", "block_1.esa.conv1.weight",
+              "upsampler.0.weight")
+    if not all(k in shapes for k in needed):
+        return None
+    blocks = sum(1 for k in shapes if k.startswith("block_") and k.endswith(".c1_r.weight"))
+    out = shapes["upsampler.0.weight"][0]
+    scale = round((out / 3) ** 0.5)
+    features, mid = shapes["conv_1.weight"][0], shapes["block_1.c1_r.weight"][0]
+    config = {"scale": scale, "feature_channels": features,
+              "esa_channels": shapes["block_1.esa.conv1.weight"][0], "n_blocks": blocks}
+    if mid != features:
+        config["mid_channels"] = mid
+    return config
 
 
 SPECS: list[ModelSpec] = [
@@ -113,5 +138,5 @@ SPECS: list[ModelSpec] = [
               builder=build_rlfn, family="rlfn",
               notes=f"ESA needs LR inputs of at least {MIN_INPUT}x{MIN_INPUT}; only the x4 "
                     "checkpoint is published",
-              extra={"min_input": MIN_INPUT}),
+              extra={"min_input": MIN_INPUT, "infer": infer_rlfn}),
 ]
