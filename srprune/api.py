@@ -26,7 +26,11 @@ from srprune.prune.engine import (
 from srprune.quality.evaluate import evaluate_model
 from srprune.training import distributed
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
-from srprune.training.validation import validation_patches
+from srprune.training.validation import (
+    MIN_IMAGES_TO_HOLD_OUT,
+    split_holdout,
+    validation_patches,
+)
 
 
 def load(path: str | Path, trust_import: TrustImport = False) -> SRModel:
@@ -344,7 +348,7 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
 
     device = distributed.local_device(config.device)
     lr_dir = config.calibration.lr_dir
-    images = open_image_set(data, model.scale, lr_dir)
+    images, held_out = split_holdout(open_image_set(data, model.scale, lr_dir), config.seed)
     sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1,
                            rank=world.rank, ranks=world.size)
     train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
@@ -354,8 +358,11 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                                distill_features=tune.distill_features, bf16=tune.bf16,
                                channels_last=tune.channels_last)
     trainer = Trainer(model, sampler, train_config, teacher=teacher)
-    validation = validation_patches(images, model.scale, tune.patch, VALIDATION_PATCHES,
-                                    config.seed)
+    judged = held_out or images
+    smallest = min(min(pair.hr.shape[:2]) for pair in judged) // model.scale
+    validation = validation_patches(judged, model.scale,
+                                    min(max(tune.patch, VALIDATION_PATCH), smallest),
+                                    VALIDATION_PATCHES, config.seed)
     best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
 
     def evaluate(m: SRModel) -> dict[str, float]:
@@ -409,6 +416,9 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
             "processes": world.size,
             "final_loss": round(log.loss[-1], 4), "seconds": round(trainer.elapsed, 1),
             "validation": {"patches": validation.size, "every": every,
+                           "images": (f"held out: {', '.join(held_out.names)}" if held_out
+                                      else "the training images (fewer than "
+                                      f"{MIN_IMAGES_TO_HOLD_OUT}: none held out)"),
                            "start_psnr": round(best.start, 4),
                            "best_psnr": round(best.psnr, 4), "best_step": best.step,
                            "last_psnr": round(last, 4), "kept": kept,
@@ -416,6 +426,7 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
 
 
 VALIDATION_PATCHES = 16
+VALIDATION_PATCH = 48  # LR side of a validation patch: larger than training patches
 
 
 class _Best:

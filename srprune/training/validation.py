@@ -8,6 +8,7 @@ each border, mean PSNR over patches.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,31 @@ from srprune.models.srmodel import SRModel
 from srprune.quality.metrics import psnr_y
 
 VALIDATION_SEED_OFFSET = 7919  # keeps validation patches apart from the training sequence
+HOLDOUT_FRACTION = 0.1  # of the user's images kept out of fine-tuning, to judge it
+MIN_IMAGES_TO_HOLD_OUT = 4  # a smaller folder is all training (and says so)
+
+
+def split_holdout(images: ImageSet, seed: int) -> tuple[ImageSet, ImageSet | None]:
+    """The training images and the held-out ones (None when the folder is too small).
+
+    Keep-best must judge fine-tuning on images it never trains on: on patches of its own
+    training images a converged model's score rose while its PSNR on unseen photos fell.
+    The held-out images are a seeded choice of ``HOLDOUT_FRACTION`` of the folder (at least
+    one), the same for every run with the same seed.
+    """
+    names = list(images.names)
+    if len(names) < MIN_IMAGES_TO_HOLD_OUT:
+        return images, None
+    count = max(1, round(len(names) * HOLDOUT_FRACTION))
+    held = sorted(random.Random(seed + VALIDATION_SEED_OFFSET).sample(names, count))
+    index = {name: i for i, name in enumerate(names)}
+
+    def subset(chosen: list[str], what: str) -> ImageSet:
+        return ImageSet(f"{images.description} ({what})", images.scale, chosen,
+                        lambda name: images[index[name]])
+
+    train = subset([n for n in names if n not in held], f"{len(names) - count} for training")
+    return train, subset(held, f"{count} held out")
 
 
 @dataclass
