@@ -254,6 +254,8 @@ class Case:
     patch: Callable[[pytest.MonkeyPatch], None] | None = None
     skip: str = ""  # a reason to skip on this machine
     may_leave: set[str] = field(default_factory=set)  # new files a failure may keep (resume)
+    must_leave: set[str] = field(default_factory=set)  # ... and must (a missed target's model)
+    pattern: str = ""  # a regular expression the line must match, beyond ``message``
 
 
 def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,6 +285,136 @@ def interrupt(target: str) -> Callable[[pytest.MonkeyPatch], None]:
         monkeypatch.setattr(f"{module}.{name}", stop)
 
     return patch
+
+
+# what torch.save raises when the disk fills: the zip writer's C++ check, the OS error lost
+TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+TORCH_WRITE_FAILED = ("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed "
+                      "writing file data/0: file write failed")
+
+
+def torch_writer_fails(message: str = TORCH_FULL, free: int | None = 0
+                       ) -> Callable[[pytest.MonkeyPatch], None]:
+    """``torch.save`` fails as torch's zip writer does, after writing part of the file, on a
+    filesystem with ``free`` bytes left (None: as the folder really has)."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        def fail(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+            Path(f).write_bytes(b"half a file")
+            raise RuntimeError(message)
+
+        monkeypatch.setattr(torch, "save", fail)
+        if free is not None:
+            monkeypatch.setattr("srprune.io.checkpoint._free_bytes", lambda folder: free)
+
+    return patch
+
+
+def onnx_disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX exporter's file write hits a full disk (what a real full tmpfs gives)."""
+
+    def full(model: Any, args: Any, f: Any, *a: Any, **k: Any) -> None:
+        Path(f).write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", full)
+
+
+# the messages torch, numpy and CUDA give when an allocation fails
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+           "memory: you tried to allocate 3072000000 bytes. Error code 12 (Cannot allocate "
+           "memory)")
+NUMPY_OOM = ("Unable to allocate 2.86 GiB for an array with shape (1, 48, 4000, 4000) and data "
+             "type float32")
+CUDA_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity; "
+            "77.01 GiB already allocated)")
+
+
+def out_of_memory(target: str, exc: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
+    """``module:attribute`` (a function the command calls) raises ``exc``."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise exc
+
+        monkeypatch.setattr(target.replace(":", "."), fail)
+
+    return patch
+
+
+def sr_out_of_memory(exc: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
+    """The evaluation's SR function runs out of memory on the first image it is given."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        def sr_function(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+            def run(lr: Any) -> Any:
+                raise exc
+
+            return run
+
+        monkeypatch.setattr("srprune.quality.evaluate.sr_function", sr_function)
+
+    return patch
+
+
+def latency_world(faster: bool = True, fake_table: bool = False
+                  ) -> Callable[[pytest.MonkeyPatch], None]:
+    """ORT's timings replaced by a MAC count, so a latency search takes seconds: every conv
+    is 1 ms per 100 k MACs, the profile is all convs, and a model times end to end as the sum
+    of its convs (the prediction is exact: the target is met), or, unless ``faster``, every
+    model as the unpruned one (pruning did not make it faster: the target is missed). The
+    latency cache lies next to the case's folder (it is rewritten: not a file of the
+    user's). ``fake_table``: the cache holds a table of this machine, every entry 1e-9 ms."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        import json
+
+        from torch import nn
+
+        from srprune.measure.latency_table import (
+            ConvShape,
+            LatencyTable,
+            conv_inputs,
+            machine_key,
+        )
+        from srprune.measure.profile import TimeSplit
+        from srprune.search.latency import LatencyTarget
+
+        def conv_ms(shape: ConvShape) -> float:
+            return 0.01 + shape.macs() / 1e5
+
+        def model_ms(model: Any, size: tuple[int, int]) -> float:
+            sizes = conv_inputs(model.net, size)
+            return sum(conv_ms(ConvShape.of(m, m.in_channels, m.out_channels, s))
+                       for name, m in model.net.named_modules() if isinstance(m, nn.Conv2d)
+                       for s in sizes.get(name, []))
+
+        def measure(self: Any, *models: Any, input_size: Any = None) -> Any:
+            size = tuple(input_size or self.report["input_size"])
+            first = model_ms(models[0], size)
+            times = [first] + [model_ms(m, size) if faster else first for m in models[1:]]
+            return times[0] if len(times) == 1 else times
+
+        cache = Path.cwd().parent / f"{Path.cwd().name}-latency-cache"
+        cache.mkdir(exist_ok=True)
+        monkeypatch.setenv("SRPRUNE_CACHE_DIR", str(cache))
+        monkeypatch.setattr(LatencyTable, "_measure_ort", lambda self, shape: conv_ms(shape))
+        monkeypatch.setattr("srprune.search.latency.profile_split",
+                            lambda *a, **k: TimeSplit(conv=1.0, width_scaled=0.0, fixed=0.0))
+        monkeypatch.setattr(LatencyTarget, "_measure", measure)
+        if fake_table:
+            table = LatencyTable(1, sample=0)
+            keys = [ConvShape(c, c, (3, 3), (1, 1), (1, 1), (1, 1), 1, (16, 16)).key()
+                    for c in (8, 16, 32)]
+            table.path.write_text(json.dumps({"format": "srprune-latency-table",
+                                              "machine": machine_key(1),
+                                              "entries": dict.fromkeys(keys, 1e-9)}))
+
+    return patch
+
+
+LATENCY = ["--strategy", "latency", "--speedup", "1.5", "--input-size", "16", "16",
+           "--strategy-opt", "align=1", "--strategy-opt", "refine=0"]
 
 
 def xfail(reason: str) -> pytest.MarkDecorator:
@@ -548,6 +680,21 @@ CASES = [
                  id="compress-ratio-out-of-reach"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--round-to", "0", *OUT],
                       message="round_to"), id="compress-round-to-0"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", *LATENCY, *OUT],
+                      message="--ratio does not apply to --strategy latency: it takes a "
+                              "measured target: --speedup X or --target-latency MS"),
+                 id="compress-ratio-with-latency"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--strategy", "latency",
+                       "--target-latency", "5", *OUT],
+                      message="--ratio does not apply to --strategy latency"),
+                 id="compress-ratio-with-latency-target-ms"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--strategy", "from-file",
+                       "--plan", "p.json", *OUT], {"p.json": text('{"units": {}}')},
+                      message="--ratio does not apply to --strategy from-file"),
+                 id="compress-ratio-with-from-file"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--allow-miss", *OUT],
+                      message="--allow-miss goes with --strategy latency"),
+                 id="compress-allow-miss-without-latency"),
     # ---------------------------------------------------------------- compress: images
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--data", "missing", *FAST, *OUT],
                       message="missing"), id="compress-data-missing"),
@@ -587,6 +734,22 @@ CASES = [
                       message="d is a folder"), id="compress-out-is-a-folder"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", *OUT], patch=disk_full,
                       message="No space left on device"), id="compress-disk-full"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", *OUT], patch=torch_writer_fails(),
+                      message="cannot write out.srp: No space left on device (0 bytes free)"),
+                 id="compress-disk-full-torch-writer"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", *OUT],
+                      patch=torch_writer_fails(TORCH_WRITE_FAILED, free=None),
+                      message="cannot write out.srp: the write failed (PytorchStreamWriter "
+                              "failed writing file data/0: file write failed)"),
+                 id="compress-write-failed-torch-writer"),
+    pytest.param(Case(["compress", "drn-t", *LATENCY, *OUT], code=3,
+                      patch=latency_world(faster=False),
+                      message="latency target NOT met (measured speed-up 1.00x, target 1.5x; "
+                              "1 thread(s), 16x16 LR); the report is printed and the pruned "
+                              "model written to out.srp all the same; exit status 3 (pass "
+                              "--allow-miss to exit 0)",
+                      may_leave={"out.srp"}, must_leave={"out.srp"}),
+                 id="compress-latency-target-missed"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", *OUT], code=130,
                       patch=interrupt("srprune.api:compress"), message="interrupted"),
                  id="compress-interrupted-while-pruning"),
@@ -630,6 +793,25 @@ CASES = [
     pytest.param(Case(["bench", "drn-t", *BENCH], code=130,
                       patch=interrupt("srprune.measure.bench:benchmark"),
                       message="interrupted"), id="bench-interrupted"),
+    pytest.param(Case(["bench", "drn-t", "--runs", "1", "--warmup", "0", "--input-size", "4000",
+                       "4000"], patch=out_of_memory("srprune.measure.bench:benchmark",
+                                                    RuntimeError(CPU_OOM)),
+                      message="out of memory at --input-size 4000 4000: tried to allocate "
+                              "3.07 GB with",
+                      pattern=r"; --input-size (\d+) \1 or smaller should fit"),
+                 id="bench-out-of-memory"),
+    pytest.param(Case(["bench", "drn-t", "--runs", "1", "--warmup", "0", "--input-size", "4000",
+                       "3000"], patch=out_of_memory("srprune.measure.bench:benchmark",
+                                                    MemoryError(NUMPY_OOM)),
+                      message="out of memory at --input-size 4000 3000: tried to allocate "
+                              "3.07 GB", pattern=r"--input-size \d+ \d+ or smaller should fit"),
+                 id="bench-out-of-memory-numpy"),
+    pytest.param(Case(["info", "drn-t", "--input-size", "4000", "4000"],
+                      patch=out_of_memory("srprune.measure.cost:model_cost",
+                                          RuntimeError(CPU_OOM)),
+                      message="out of memory at --input-size 4000 4000",
+                      pattern=r"--input-size \d+ \d+ or smaller should fit"),
+                 id="info-out-of-memory"),
     # ---------------------------------------------------------------- train
     pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN], {"d": rgb_folder()},
                       message="--out"), id="train-no-out"),
@@ -688,6 +870,10 @@ CASES = [
     pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN, "--out", "w.pt"],
                       {"d": rgb_folder()}, patch=disk_full, message="No space left on device"),
                  id="train-disk-full"),
+    pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN, "--out", "w.pt"],
+                      {"d": rgb_folder()}, patch=torch_writer_fails(),
+                      message="No space left on device (0 bytes free)"),
+                 id="train-disk-full-torch-writer"),
     pytest.param(Case(["train", "drn-t", "--data", "d", *TRAIN, *OUT], {"d": rgb_folder()},
                       code=130, patch=interrupt("srprune.data.images:PatchSampler.next_batch"),
                       message="interrupted", may_leave={"out.srp.ckpt"}),
@@ -743,6 +929,43 @@ CASES = [
     pytest.param(Case(["eval", "drn-t", "--data", "d"], {"d": rgb_folder()}, code=130,
                       patch=interrupt("srprune.quality.evaluate:evaluate_model"),
                       message="interrupted"), id="eval-interrupted"),
+    pytest.param(Case(["eval", "drn-t", "--data", "d"], {"d": rgb_folder()},
+                      patch=sr_out_of_memory(RuntimeError(CPU_OOM)),
+                      message="out of memory at image a (12x12 LR): tried to allocate 3.07 GB",
+                      pattern=r"LR inputs of about \d+x\d+ or smaller should fit"),
+                 id="eval-out-of-memory"),
+    pytest.param(Case(["eval", "drn-t", "--data", "d"], {"d": rgb_folder()},
+                      patch=sr_out_of_memory(torch.OutOfMemoryError(CUDA_OOM)),
+                      message="out of GPU memory at image a (12x12 LR): tried to allocate "
+                              "2.15 GB"), id="eval-out-of-gpu-memory"),
+    pytest.param(Case(["eval", "drn-t", "--data", "d"], {"d": rgb_folder()},
+                      patch=sr_out_of_memory(MemoryError()),
+                      message="out of memory at image a (12x12 LR): an allocation failed"),
+                 id="eval-memory-error"),
+    # ---------------------------------------------------------------- export
+    pytest.param(Case(["export", "drn-t", "--onnx", "o.onnx", "--int8", "--data", "d", *SMALL],
+                      {"d": folder(**{"a.png": image(size=(8, 8))})},
+                      message="--data d: image a is 8x8, too small to calibrate INT8 at x4: "
+                              "calibration needs LR patches of at least 16x16, i.e. images of "
+                              "at least 64x64"), id="export-int8-data-one-8x8-image"),
+    pytest.param(Case(["export", "drn-t", "--onnx", "o.onnx", "--int8", "--data", "d", *SMALL],
+                      {"d": folder(**{f"{c}.png": image(size=(8, 8)) for c in "abcd"})},
+                      message="image a is 8x8, too small to calibrate INT8"),
+                 id="export-int8-data-folder-of-8x8-images"),
+    pytest.param(Case(["export", "drn-t", "--onnx", "o.onnx", "--int8", "--data", "d", *SMALL],
+                      {"d": folder(**{"a.png": image(size=(96, 96)),
+                                      "b.png": image(size=(40, 72))})},
+                      message="image b is 72x40, too small to calibrate INT8"),
+                 id="export-int8-data-one-small-among-large"),
+    pytest.param(Case(["export", "drn-t", "--onnx", "o.onnx", "--int8", "--data", "d", *SMALL],
+                      {"d": folder()}, message="no images"), id="export-int8-data-empty-folder"),
+    pytest.param(Case(["export", "drn-t", "--onnx", "o.onnx", *SMALL], patch=onnx_disk_full,
+                      message="cannot write o.onnx: No space left on device"),
+                 id="export-disk-full"),
+    # ---------------------------------------------------------------- compare
+    pytest.param(Case(["compare", "drn-t", "--criteria", "l1", "--strategies", "latency",
+                       "--out", "g"], message="strategy 'latency' does not take a ratio"),
+                 id="compare-latency-strategy"),
     # ---------------------------------------------------------------- accepted: converted
     pytest.param(Case(["eval", "drn-t", "--data", "d"],
                       {"d": folder(**{"a.png": image("I;16")})}, code=0),
@@ -758,6 +981,18 @@ CASES = [
                  id="compress-data-rgba"),
     pytest.param(Case(["info", "plain.pt", *SMALL], {"plain.pt": weights()}, code=0),
                  id="info-plain-weights-as-model-detected"),
+    pytest.param(Case(["compress", "drn-t", *LATENCY, "--allow-miss", *OUT], code=0,
+                      patch=latency_world(faster=False),
+                      message="warning: latency target NOT met (measured speed-up 1.00x, "
+                              "target 1.5x; 1 thread(s), 16x16 LR); the report is printed "
+                              "and the pruned model written to out.srp all the same",
+                      must_leave={"out.srp"}),
+                 id="compress-latency-target-missed-allowed"),
+    pytest.param(Case(["compress", "drn-t", *LATENCY, *OUT], code=0,
+                      patch=latency_world(fake_table=True),
+                      message="3 of 3 cached times are below what the hardware allows",
+                      must_leave={"out.srp"}),
+                 id="compress-latency-fake-cached-table"),
 ]
 
 
@@ -818,6 +1053,7 @@ def test_bad_input(case: Case, assets: Assets, tmp_path: Path,
     if case.code == 0:
         assert result.exit_code == 0, result.stderr
         assert all(ln.startswith(("warning:", "note:")) for ln in lines), lines
+        assert not case.message or any(case.message in ln for ln in lines), lines
         new = set(after) - set(before)
         assert new <= {"out.srp"}, sorted(new)
     else:
@@ -826,11 +1062,13 @@ def test_bad_input(case: Case, assets: Assets, tmp_path: Path,
         assert lines[0].startswith("error:"), lines
         assert case.message in lines[0], lines
         assert sorted(set(after) - set(before) - case.may_leave) == [], "new files left behind"
+    assert re.search(case.pattern, lines[0] if lines else ""), lines
+    assert case.must_leave <= set(after), sorted(set(after))
     changed = sorted(k for k, v in before.items() if after.get(k) != v)
     assert changed == [], "files changed or removed"
 
 
-COMMANDS = {"list", "info", "compress", "bench", "train", "eval"}
+COMMANDS = {"list", "info", "compress", "bench", "train", "eval", "export", "compare"}
 
 
 def test_the_catalogue_covers_every_command() -> None:
@@ -855,3 +1093,54 @@ def test_a_case_catches_an_unhandled_exception(assets: Assets, tmp_path: Path,
 
 
 
+
+
+class FakeOrtError(Exception):
+    """What ONNX Runtime raises (``onnxruntime.capi.onnxruntime_pybind11_state``)."""
+
+
+FakeOrtError.__module__ = "onnxruntime.capi.onnxruntime_pybind11_state"
+
+
+@pytest.mark.parametrize(("exc", "attempted", "cuda"), [
+    (RuntimeError(CPU_OOM), 3_072_000_000, False),
+    (MemoryError(NUMPY_OOM), int(2.86 * 2**30), False),
+    (torch.OutOfMemoryError(CUDA_OOM), 2 * 2**30, True),
+    (FakeOrtError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : bfc_arena.cc:360 Failed to "
+                  "allocate memory for requested buffer of size 588382208"), 588_382_208, False),
+    (MemoryError(), None, False),
+])
+def test_out_of_memory_is_recognised_with_the_size_asked(exc: BaseException,
+                                                         attempted: int | None,
+                                                         cuda: bool) -> None:
+    from srprune.cli.common import OutOfMemory
+
+    assert OutOfMemory.of(exc) == OutOfMemory(attempted, cuda)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), ValueError("out of memory"),
+                                 FakeOrtError("Invalid input name"), KeyError("memory")])
+def test_other_errors_are_not_taken_for_out_of_memory(exc: BaseException) -> None:
+    from srprune.cli.common import OutOfMemory
+
+    assert OutOfMemory.of(exc) is None
+
+
+def test_the_size_that_fits_follows_the_memory_available(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """8 GB available, 4 GB asked at 4000x4000 (and nothing held before): twice the asked
+    memory would be needed, so 70 % of 8/8 of the pixels; a model whose widest feature map
+    takes 2 kB per LR pixel, three alive at once, narrows that further."""
+    from srprune.cli import common
+    from srprune.models import build_model
+
+    monkeypatch.setattr(common, "available_memory", lambda: 8_000_000_000)
+    oom = common.OutOfMemory(4_000_000_000, False)
+    line = oom.line(("--input-size", (4000, 4000)), None)
+    assert "--input-size 3344 3344 or smaller should fit" in line  # sqrt(0.7) * 4000
+    model = build_model("drn-t", 4, pretrained=False)
+    assert common._activation_bytes(model) == 2048  # 32 channels at x4: 32 * 16 * 4 bytes
+    line = oom.line(("--input-size", (4000, 4000)), None, [model])
+    side = int((0.7 * 8e9 / (3 * 2048)) ** 0.5) // 8 * 8
+    assert f"--input-size {side} {side} or smaller should fit" in line
+    assert "the model's widest feature map" in line

@@ -48,7 +48,10 @@ from srprune.io.checkpoint import check_writable
               help="Strategy latency: be X times faster than the unpruned model.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Strategy latency: ONNX Runtime threads the target is measured with.")
-@input_size_option()
+@click.option("--allow-miss", is_flag=True,
+              help="Strategy latency: exit 0, not 3, when the pruned model misses the target "
+                   "as measured (a warning line says so; the artifact is written either way).")
+@input_size_option(sizes_the_work=False)
 @click.option("--data", type=click.Path(), default=None,
               help="HR image folder (or EDSR benchmark layout, or DIV2K *_HR) for calibration and "
                    "fine-tuning; 'builtin': scikit-image photos outside the evaluation set.")
@@ -88,10 +91,18 @@ from srprune.io.checkpoint import check_writable
 @json_option
 def command(model: str, scale: int | None, weights: str | None, round_to: int,
             min_width: int, plan_file: str | None, target_latency: float | None,
-            speedup: float | None, threads: int, criterion_opt: tuple[str, ...],
-            strategy_opt: tuple[str, ...], eval_data: str | None, as_json: bool,
-            **settings: Any) -> None:
-    """Compress MODEL (registered name or artifact) and write the pruned model to --out."""
+            speedup: float | None, threads: int, allow_miss: bool,
+            criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
+            eval_data: str | None, as_json: bool, **settings: Any) -> None:
+    """Compress MODEL (registered name or artifact) and write the pruned model to --out.
+
+    \b
+    Exit status: 0 done; 1 internal error (a bug: please report it);
+    2 bad input (one "error:" line, nothing written);
+    3 --strategy latency missed its target as measured (the artifact is
+      written and the report printed all the same; --allow-miss: exit 0);
+    130 interrupted (what was kept is said on the error line).
+    """
     from srprune.api import check_plugins, compress_model  # deferred: fast `--help`
     from srprune.training import distributed
 
@@ -101,6 +112,8 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
         raise SrpruneError("--ratio is required (except with --strategy from-file or latency)")
     if (target_latency is not None or speedup is not None) and not latency:
         raise SrpruneError("--target-latency and --speedup go with --strategy latency")
+    if allow_miss and not latency:
+        raise SrpruneError("--allow-miss goes with --strategy latency (a measured target)")
     strategy_options: dict[str, Any] = parse_options(strategy_opt, "--strategy-opt")
     if latency:
         for key, value in (("target_ms", target_latency), ("speedup", speedup)):
@@ -119,6 +132,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
                              criterion_options=parse_options(criterion_opt, "--criterion-opt"),
                              strategy_options=strategy_options)
     check_plugins(config)
+    _refuse_ignored_ratio(settings["strategy"], settings["ratio"])
     check_writable(settings["out"], settings["force"])
     sr = load_model_arg(model, scale, weights)
     with distributed.session(config.device) as world, \
@@ -130,8 +144,47 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
     summary = {"model": model, "out": settings["out"], **result.summary()}
     if as_json:
         print_json(summary)
+    else:
+        _print_report(summary)
+    _judge_target(summary, speedup, allow_miss)
+
+
+class TargetMissed(SrpruneError):
+    """The latency target was missed as measured: the artifact is written, exit status 3."""
+
+    exit_code = 3
+
+
+def _refuse_ignored_ratio(strategy: str, ratio: float | None) -> None:
+    """A strategy that picks its own widths (latency, from-file) would ignore --ratio
+    silently; refuse it, saying what the strategy takes instead."""
+    from srprune.registry import STRATEGIES
+
+    if ratio is None or getattr(STRATEGIES.get(strategy), "uses_ratio", True):
         return
-    _print_report(summary)
+    takes = {"latency": "a measured target: --speedup X or --target-latency MS",
+             "from-file": "the widths in --plan FILE"}.get(strategy, "its own widths")
+    raise SrpruneError(f"--ratio does not apply to --strategy {strategy}: it takes {takes} "
+                       "(drop --ratio)")
+
+
+def _judge_target(s: dict[str, Any], speedup: float | None, allow_miss: bool) -> None:
+    """After the report: a missed latency target is exit status 3 (a warning line with
+    ``--allow-miss``); the artifact has been written either way."""
+    r = s.get("strategy_report") or {}
+    if r.get("met", True):
+        return
+    if speedup is not None:
+        missed = f"measured speed-up {r['measured_speedup']:.2f}x, target {speedup:g}x"
+    else:
+        missed = f"measured {r['measured_ms']:.2f} ms, target {r['target_ms']:.2f} ms"
+    line = (f"latency target NOT met ({missed}; {r['threads']} thread(s), "
+            f"{r['input_size'][0]}x{r['input_size'][1]} LR); the report is printed and the "
+            f"pruned model written to {s['out']} all the same")
+    if allow_miss:
+        click.echo(f"warning: {line}", err=True)
+        return
+    raise TargetMissed(f"{line}; exit status 3 (pass --allow-miss to exit 0)")
 
 
 def _print_report(s: dict[str, Any]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -13,6 +15,7 @@ from srprune.cli.common import (
     json_option,
     load_model_arg,
     lr_dir_option,
+    note_work_size,
     print_json,
     scale_option,
 )
@@ -59,7 +62,8 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
     else:
         sr = load_model_arg(model, scale, weights)
     images = open_image_set(data, sr.scale, lr_dir)
-    with ProgressReporter(quiet=as_json) as progress:
+    with ProgressReporter(quiet=as_json) as reporter:
+        progress = _noting_sizes(images, reporter)
         if is_onnx_path(model):
             result = evaluate_function(sr.upscaler(threads), images, sr.scale, progress)
         else:
@@ -81,3 +85,17 @@ def command(model: str, scale: int | None, weights: str | None, data: str | None
     console.print(table)
     for note in images.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def _noting_sizes(images: Any, progress: Callable[[str, int, int], None]
+                  ) -> Callable[[str, int, int], None]:
+    """``progress``, telling the out-of-memory line which image runs next and its LR size
+    (the evaluation reports ``done`` images before it takes the next one)."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        if done < total:
+            pair = images[done]  # decoded now or a moment later by the evaluation: cached
+            note_work_size(f"image {pair.name}", pair.lr[0].shape[:2])
+        progress(stage, done, total)
+
+    return report

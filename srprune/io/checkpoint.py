@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -95,7 +96,9 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool =
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     Nothing is left behind when writing fails or is interrupted; an ``OSError`` (disk full,
-    no permission) becomes a one-line ``SrpruneError`` naming the file. The file gets the
+    no permission), or torch's zip writer failing (a ``RuntimeError`` that has lost the OS
+    error: the reason is then found from the folder's free space), becomes a one-line
+    ``SrpruneError`` naming the file. The file gets the
     mode any new file would (0666 less the umask), not the temporary file's 0600.
     """
     path = check_writable(path, force)
@@ -111,10 +114,50 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None], force: bool =
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise SrpruneError(f"cannot write {path}: {_os_reason(exc)}") from None
+    except RuntimeError as exc:
+        if not _stream_writer_failure(exc):
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        reason = _write_failure_reason(exc, Path(tmp))  # measured before the file goes
+        Path(tmp).unlink(missing_ok=True)
+        raise SrpruneError(f"cannot write {path}: {reason}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# torch's zip writer (torch.save) reports a failed write as a RuntimeError from C++ without
+# the OS error: "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534" (a
+# full disk under the end of the file) or "PytorchStreamWriter failed writing file data/0:
+# file write failed"
+_STREAM_WRITER = re.compile(r"inline_container|PytorchStreamWriter|file write failed")
+FULL_MARGIN = 1 << 20  # bytes: a folder with less free space than this counts as full
+
+
+def _stream_writer_failure(exc: RuntimeError) -> bool:
+    """A RuntimeError that is torch's zip writer failing to write, not a bug of ours."""
+    return bool(_STREAM_WRITER.search(str(exc)))
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes an unprivileged process may still write in ``folder``'s filesystem."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or the folder went away
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _write_failure_reason(exc: RuntimeError, tmp: Path) -> str:
+    """The OS reason torch's message lost: a full disk when the folder has (almost) no free
+    space left with the partial file still in it; otherwise torch's own first sentence."""
+    free = _free_bytes(tmp.parent)
+    if free is not None and free < FULL_MARGIN:
+        return f"{os.strerror(errno.ENOSPC)} ({free} bytes free)"
+    detail = _first_line(exc)
+    detail = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", detail) or detail
+    return f"the write failed ({detail})"
 
 
 def _umask() -> int:

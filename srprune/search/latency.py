@@ -343,6 +343,7 @@ class LatencyTarget(Strategy):
                        "threads": self.threads,
                        "input_size": list(input_size), "table": str(table.path),
                        "shapes_measured": table.measured, "machine": table.key,
+                       "table_rejected": table.rejected,
                        "align": block, "refinements": rounds,
                        "nonconv": "profile" if calibrated else (
                            "fixed" if split is None else "fixed (the profile timed no conv)"),
