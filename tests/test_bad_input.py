@@ -676,7 +676,8 @@ CASES = [
     pytest.param(Case(["compress", "drn-t", "--strategy", "from-file", "--plan", "p", *OUT],
                       {"p": folder()}, message="cannot read plan p"),
                  id="compress-plan-is-a-folder"),
-    pytest.param(Case(["compress", "drn-t", "--ratio", "0.999", *OUT], message="0.999"),
+    pytest.param(Case(["compress", "drn-t", "--ratio", "0.999", "--scope", "internal", *OUT],
+                      message="--scope all also prunes the trunks"),
                  id="compress-ratio-out-of-reach"),
     pytest.param(Case(["compress", "drn-t", "--ratio", "0.5", "--round-to", "0", *OUT],
                       message="round_to"), id="compress-round-to-0"),
@@ -993,6 +994,238 @@ CASES = [
                       message="3 of 3 cached times are below what the hardware allows",
                       must_leave={"out.srp"}),
                  id="compress-latency-fake-cached-table"),
+]
+
+
+# ------------------------------------------------------------------ trust and the front door
+# (issue 23: no code from files; import paths, option kinds, scales, weights, ONNX, ncnn)
+
+
+def import_artifact(target: str, options: dict | None = None, scale: int = 4) -> Maker:
+    """The valid artifact, relabelled as a model built from the import path ``target``."""
+
+    def mutate(data: dict) -> None:
+        data.update(arch="import", name=target,
+                    config={"path": target, "options": options or {}, "scale": scale})
+
+    return artifact(mutate)
+
+
+class UserNetX2(torch.nn.Module):
+    """A user's x2 net (RGB in [0, 1]) with one option, ``width: int``."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+        self.up = torch.nn.PixelShuffle(2)
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.conv(x))
+
+
+class Exploding(torch.nn.Module):
+    def __init__(self) -> None:
+        raise RuntimeError("cuda driver not found")
+
+
+def not_a_model() -> str:
+    return "hello"
+
+
+def user_module(**attributes: Any) -> Callable[[pytest.MonkeyPatch], None]:
+    """``srprune_catalogue_user`` importable, holding ``attributes``."""
+
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        module = type(sys)("srprune_catalogue_user")
+        for key, value in attributes.items():
+            setattr(module, key, value)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    return patch
+
+
+def failing_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case's ``site`` folder (holding ``srprune_catalogue_broken``, which raises when
+    imported) on sys.path."""
+    monkeypatch.syspath_prepend(str(Path.cwd() / "site"))
+    monkeypatch.delitem(sys.modules, "srprune_catalogue_broken", raising=False)
+
+
+def tensor_weights(change: Callable[[dict], None]) -> Maker:
+    """The shipped drn-t x4 primal weights, as a plain state dict, ``change`` applied."""
+
+    def make(p: Path, a: Assets) -> None:
+        data = copy.deepcopy(a.weights["net"])
+        change(data)
+        torch.save(data, p)
+
+    return make
+
+
+def first_weight(value: float) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        key = next(k for k in data if k.endswith(".weight"))
+        data[key] = data[key].clone()
+        data[key].view(-1)[0] = value
+
+    return change
+
+
+def int32_safetensors() -> Maker:
+    def make(p: Path, a: Assets) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.to(torch.int32).contiguous() for k, v in a.weights["net"].items()},
+                  str(p))
+
+    return make
+
+
+def onnx_file() -> Maker:
+    def make(p: Path, a: Assets) -> None:
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.eval(), (torch.zeros(1, 3, 8, 8),), str(p), dynamo=False)
+
+    return make
+
+
+def ncnn_pair(bin_bytes: Callable[[bytes], bytes] | None = None, param_edit: str = "",
+              with_bin: bool = True) -> Maker:
+    """A one-conv ncnn pair (x2 PixelShuffle) as srprune writes it, ``x.param`` here and
+    ``x.bin`` beside it; the .bin changed by ``bin_bytes``, the param by a text edit."""
+
+    def make(p: Path, a: Assets) -> None:
+        from srprune.io.ncnn import read_ncnn, write_ncnn
+
+        tmp = p.parent / "ncnn-src"
+        tmp.mkdir()
+        src = tmp / "net.param"
+        src.write_text("7767517\n3 3\nInput in0 0 1 in0\n"
+                       "Convolution conv0 1 1 in0 c0 0=12 1=3 4=1 5=1 6=324\n"
+                       "PixelShuffle up0 1 1 c0 out0 0=2\n")
+        torch.manual_seed(0)
+        weights = torch.randn(324).numpy().astype("float32").tobytes()
+        (tmp / "net.bin").write_bytes(b"\0\0\0\0" + weights + bytes(48))
+        model = read_ncnn(src)
+        write_ncnn(model, p)
+        text = p.read_text()
+        if param_edit:
+            old, new = param_edit.split("=>")
+            p.write_text(text.replace(old, new))
+        binary = p.with_suffix(".bin")
+        if bin_bytes is not None:
+            binary.write_bytes(bin_bytes(binary.read_bytes()))
+        if not with_bin:
+            binary.unlink()
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+
+    return make
+
+
+EVIL = {"evil.srp": import_artifact("subprocess:getoutput", {"cmd": "touch pwned"})}
+USER = "srprune_catalogue_user"
+
+CASES += [
+    # -------------------------------------------- an artifact naming code: refused, not run
+    pytest.param(Case(["info", "evil.srp"], EVIL, message="pass --trust-import"),
+                 id="trust-info-crafted-import-path"),
+    pytest.param(Case(["eval", "evil.srp"], EVIL, message="pass --trust-import"),
+                 id="trust-eval-crafted-import-path"),
+    pytest.param(Case(["bench", "evil.srp", *BENCH], EVIL, message="pass --trust-import"),
+                 id="trust-bench-crafted-import-path"),
+    pytest.param(Case(["compress", "evil.srp", "--ratio", "0.3", *OUT], EVIL,
+                      message="pass --trust-import"), id="trust-compress-crafted-import-path"),
+    pytest.param(Case(["export", "evil.srp", "--onnx", "m.onnx"], EVIL,
+                      message="pass --trust-import"), id="trust-export-crafted-import-path"),
+    pytest.param(Case(["train", "drn-t", "--data", "d", "--teacher", "evil.srp", *TRAIN,
+                       "--out", "o.pt"], {**EVIL, "d": rgb_folder()},
+                      message="pass --trust-import"), id="trust-train-teacher-crafted"),
+    pytest.param(Case(["compare", "evil.srp", "--criteria", "l1", "--ratios", "0.3",
+                       "--out", "grid", "--no-bench"], EVIL, message="pass --trust-import"),
+                 id="trust-compare-crafted-import-path"),
+    pytest.param(Case(["info", "evil.srp", "--trust-import"], EVIL,
+                      message="neither an nn.Module subclass"),
+                 id="trust-import-still-refuses-a-function"),
+    pytest.param(Case(["info", "gone.srp", "--trust-import"],
+                      {"gone.srp": import_artifact("no_such_module_xyz:Net")},
+                      message="module no_such_module_xyz is not importable"),
+                 id="trust-artifact-module-not-importable"),
+    pytest.param(Case(["info", "odd.srp"], {"odd.srp": import_artifact("not a path")},
+                      message="is not package.module:Name"),
+                 id="trust-artifact-import-path-garbled"),
+    # -------------------------------------------- import paths typed by the user
+    pytest.param(Case(["info", "no_such_module_xyz:Net"], message="PYTHONPATH"),
+                 id="import-path-module-not-importable"),
+    pytest.param(Case(["info", "srprune_catalogue_broken:Net"],
+                      {"site": folder(**{"srprune_catalogue_broken.py": text(
+                          "raise ImportError('needs cv2')\n")})}, patch=failing_module,
+                      message="importing srprune_catalogue_broken for"),
+                 id="import-path-module-fails-on-import"),
+    pytest.param(Case(["info", f"{USER}:Exploding"], patch=user_module(Exploding=Exploding),
+                      message="raised RuntimeError when called"),
+                 id="import-path-constructor-raises"),
+    pytest.param(Case(["info", f"{USER}:not_a_model"], patch=user_module(
+                      not_a_model=not_a_model), message="returned a str"),
+                 id="import-path-factory-returns-no-model"),
+    pytest.param(Case(["info", f"{USER}:UserNetX2", "--arch-opt", "width=abc"],
+                      patch=user_module(UserNetX2=UserNetX2), message="expects an integer"),
+                 id="import-path-option-of-the-wrong-kind"),
+    pytest.param(Case(["info", f"{USER}:UserNetX2", "--scale", "3"],
+                      patch=user_module(UserNetX2=UserNetX2), message="builds a x2 model"),
+                 id="import-path-wrong-scale-info"),
+    pytest.param(Case(["export", f"{USER}:UserNetX2", "--scale", "4", "--onnx", "m.onnx"],
+                      patch=user_module(UserNetX2=UserNetX2), message="builds a x2 model"),
+                 id="import-path-wrong-scale-export"),
+    pytest.param(Case(["info", "drn-t", "--arch-opt", "scale=8"], message="use --scale"),
+                 id="arch-opt-scale"),
+    pytest.param(Case(["info", "drn-t", "--arch-opt", "n_feats=abc"],
+                      message="option n_feats (--arch-opt) expects an integer, got 'abc'"),
+                 id="arch-opt-not-a-number"),
+    pytest.param(Case(["info", "edsr-baseline", "--arch-opt", "res_scale=true"],
+                      message="expects a number"), id="arch-opt-bool-for-a-number"),
+    # -------------------------------------------- weights that would load silently
+    pytest.param(Case(["info", "nan.pth"], {"nan.pth": tensor_weights(first_weight(
+                      float("nan")))}, message="holds NaN values"), id="checkpoint-nan-weights"),
+    pytest.param(Case(["eval", "drn-t", "--weights", "inf.pth"], {"inf.pth": tensor_weights(
+                      first_weight(float("inf")))}, message="holds infinite values"),
+                 id="weights-infinite-values"),
+    pytest.param(Case(["info", "w.safetensors"], {"w.safetensors": int32_safetensors()},
+                      message="weights must be floating point"),
+                 id="safetensors-int32-weights"),
+    pytest.param(Case(["info", "drn-t", "--weights", "w.safetensors"],
+                      {"w.safetensors": int32_safetensors()},
+                      message="weights must be floating point"), id="weights-int32-safetensors"),
+    # -------------------------------------------- ONNX files are named as ONNX
+    pytest.param(Case(["info", "m.onnx"], {"m.onnx": onnx_file()},
+                      message="is an ONNX model"), id="onnx-given-to-info"),
+    pytest.param(Case(["compress", "m.onnx", "--ratio", "0.5", *OUT], {"m.onnx": onnx_file()},
+                      message="is an ONNX model"), id="onnx-given-to-compress"),
+    pytest.param(Case(["export", "m.onnx", "--onnx", "o.onnx"], {"m.onnx": onnx_file()},
+                      message="is an ONNX model"), id="onnx-given-to-export"),
+    pytest.param(Case(["info", "model.pt"], {"model.pt": onnx_file()},
+                      message="ONNX"), id="onnx-under-another-suffix"),
+    # -------------------------------------------- ncnn files
+    pytest.param(Case(["info", "x.param"], {"x.param": ncnn_pair(with_bin=False)},
+                      message="x.bin"), id="ncnn-param-without-bin"),
+    pytest.param(Case(["info", "x.param"], {"x.param": ncnn_pair(lambda b: b[:-20])},
+                      message="x.bin"), id="ncnn-truncated-bin"),
+    pytest.param(Case(["info", "x.param"], {"x.param": ncnn_pair(lambda b: b + bytes(64))},
+                      message="x.bin"), id="ncnn-bin-of-another-model"),
+    pytest.param(Case(["info", "x.param"], {"x.param": ncnn_pair(
+                      param_edit="Convolution=>Quantize")},
+                      message="is a Quantize, whose weights srprune does not read"),
+                 id="ncnn-unknown-layer-type"),
+    pytest.param(Case(["info", "x.param", "--arch", "nope"], {"x.param": ncnn_pair()},
+                      message="nope"), id="ncnn-unknown-arch"),
+    pytest.param(Case(["info", "drn-t", "--arch", "span"], message="--arch applies to ncnn"),
+                 id="arch-for-a-registered-name"),
+    pytest.param(Case(["info", "model.srp", "--arch-opt", "width=3"], ART,
+                      message="--arch-opt applies to"), id="arch-opt-for-an-artifact"),
 ]
 
 

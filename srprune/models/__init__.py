@@ -68,8 +68,10 @@ def load_weights(model: SRModel, path: str | Path) -> SRModel:
         net_state, dual_states = read_state_dict(path), None
     else:
         data = read_checkpoint(path)
-        if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict) \
-                and "duals" in data:
+        if isinstance(data, dict) and data.get("format") == ARTIFACT_FORMAT:
+            raise SrpruneError(f"{path} is an srprune artifact, not a weights file (expected "
+                               "a state_dict): give it as the model instead")
+        if isinstance(data, dict) and "net" in data and isinstance(data["net"], dict):
             net_state, dual_states = data["net"], data.get("duals")
         else:
             try:
