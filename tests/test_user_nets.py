@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from srprune.api import compress_model
+from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 from srprune.prune.graph import SRGraph
+from srprune.registry import MODELS
 
 
 class InplaceBlock(nn.Module):
@@ -170,3 +172,15 @@ def test_a_lost_layer_is_named_in_a_warning():
     with pytest.warns(UserWarning, match=rf"sees {total - 1} of {total} weight layers; "
                                          r"not traced: net\.body\.1\.conv1"):
         warn_uncovered(graph)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS.names()
+                                        if isinstance(MODELS.get(n), ModelSpec)))
+def test_every_registered_model_is_seen_whole(name):
+    """The invariant on the whole zoo (CI-sized builds): no weight layer is lost."""
+    spec = MODELS.get(name)
+    model = spec.build(spec.small_config(None))
+    size = spec.extra.get("min_input", 16)
+    cover = SRGraph(model.net, model.scale, example_size=(size, size), screen=False).coverage()
+    assert cover["missing"] == [], cover
+    assert cover["layers"] > 0

@@ -444,15 +444,16 @@ class SRGraph:
 
     def coverage(self) -> dict[str, Any]:
         """Which weight layers the graph sees: every conv/linear layer with parameters that
-        the forward pass runs must be traced (in a unit, blocked with a reason, or fixed by
-        the image on both sides). ``missing`` names layers the tracer lost: their channels
+        the forward pass runs must be traced (in a unit, blocked with a reason), unless it is
+        fixed: frozen, or image to image. ``missing`` names layers the tracer lost: their channels
         would be pruned without their neighbours, so they must never go unnoticed."""
         layers = [m for m in self._order if isinstance(m, WEIGHT_LAYERS)
                   and any(p.numel() for p in m.parameters(recurse=False))]
         named = {name for unit in self.every_unit()
                  for name in (*unit.producers, *unit.consumers, unit.root)}
         missing = [self.names[m] for m in layers
-                   if m not in self.dg.module2node and self.names[m] not in named]
+                   if m not in self.dg.module2node and self.names[m] not in named
+                   and not _fixed(m, self.n_colors)]
         return {"layers": len(layers), "covered": len(layers) - len(missing),
                 "missing": missing}
 
@@ -738,6 +739,16 @@ class SRGraph:
                 self._probe()
         except SrpruneError as exc:  # it ran before pruning: this is our bug
             raise InternalError(f"the pruned model no longer runs: {exc}") from None
+
+
+def _fixed(layer: nn.Module, colours: int) -> bool:
+    """A layer no pruning touches: frozen (no trainable parameter: a mean shift written as a
+    conv) or image to image (colours in and out)."""
+    if not any(p.requires_grad for p in layer.parameters(recurse=False)):
+        return True
+    ins = getattr(layer, "in_channels", getattr(layer, "in_features", None))
+    outs = getattr(layer, "out_channels", getattr(layer, "out_features", None))
+    return ins == outs == colours
 
 
 def _grouped(conv: nn.Conv2d) -> bool:
