@@ -56,7 +56,7 @@ from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 from srprune.registry import MODELS
 
-__all__ = ["load_ncnn_model", "ncnn_parity"]
+__all__ = ["Fitted", "fit_ncnn_layers", "load_ncnn_model", "ncnn_parity"]
 
 TRACE_SIZE = 32  # LR side of the meta-device pass that records a candidate's layers
 SPAN_MEAN = (0.4488, 0.4371, 0.4040)  # spandrel SPAN's default rgb_mean
@@ -685,6 +685,37 @@ def load_ncnn_model(param_path: str | Path, scale: int | None = None, arch: str 
     ``arch_options`` as builder arguments or hyperparameters)."""
     path = _pair_path(param_path)
     parsed = read_ncnn(path)
+    fitted = fit_ncnn_layers(parsed, path, scale, arch, arch_options)
+    model = fitted.model
+    fused = model.meta.get("reparameterized", 0)
+    model.meta.update(
+        weights=str(path),
+        detected=f"{fitted.label}; ncnn {parsed.storage} weights mapped by {fitted.how}" + (
+            f"; {fused} re-parameterised blocks fused to the deploy form" if fused else ""),
+        ncnn={"param": str(path), "bin": str(parsed.bin_path), "storage": parsed.storage,
+              "mapped_by": fitted.how, "input_range": fitted.input_range,
+              "input": parsed.input_blob, "output": parsed.output_blob})
+    return model
+
+
+@dataclass
+class Fitted:
+    """An architecture built with a layer list's weights: what it is (``label``, as in
+    ``detected``), how the layers were paired, and the input range its layers take."""
+
+    model: SRModel
+    label: str
+    how: str
+    input_range: float
+
+
+def fit_ncnn_layers(parsed: NcnnModel, path: Path, scale: int | None = None,
+                    arch: str | None = None, arch_options: dict[str, Any] | None = None,
+                    what: str = "ncnn model") -> Fitted:
+    """The first candidate architecture that the weight layers of ``parsed`` fill (by names
+    or execution order), built with their weights: ncnn files, and ONNX files converted to
+    ncnn's layer form (:mod:`srprune.models.onnx_source`). One ``SrpruneError`` line naming
+    ``path`` (a ``what``) when none fits."""
     tail = _tail_resize(parsed)
     layers = parsed.weight_layers()
     if arch is not None:
@@ -701,7 +732,7 @@ def load_ncnn_model(param_path: str | Path, scale: int | None = None, arch: str 
         if fits:
             break
     if not fits:
-        _no_fit(path, parsed, arch, reasons)
+        _no_fit(path, parsed, arch, reasons, what)
     if scale is not None:
         chosen = [f for f in fits if f.scale == scale]
         if not chosen:
@@ -717,7 +748,8 @@ def load_ncnn_model(param_path: str | Path, scale: int | None = None, arch: str 
     if unexplained:
         raise SrpruneError(f"{path}: layer {unexplained[0]} holds constant data (MemoryData) "
                            f"that {fit.candidate.label} has no place for")
-    return _finish(fit, parsed, tail, path)
+    model, label = _finish(fit, tail, path)
+    return Fitted(model, label, fit.how, fit.candidate.input_range)
 
 
 @dataclass
@@ -764,7 +796,8 @@ def _try(candidate: _Candidate, layers: list[NcnnLayer], tail: _Tail | None,
     return _Fit(candidate, pairs, how, net_scale, final, meta_model.net)
 
 
-def _no_fit(path: Path, parsed: NcnnModel, arch: str | None, reasons: list[str]) -> None:
+def _no_fit(path: Path, parsed: NcnnModel, arch: str | None, reasons: list[str],
+            what: str = "ncnn model") -> None:
     """One line: why the named architecture does not fit, or that none does."""
     layers = parsed.weight_layers()
     n_prelu = sum(layer.type == "PReLU" for layer in layers)
@@ -772,15 +805,15 @@ def _no_fit(path: Path, parsed: NcnnModel, arch: str | None, reasons: list[str])
         raise SrpruneError(f"{path} does not map onto {arch}: "
                            f"{reasons[0] if reasons else 'no candidate'}")
     raise SrpruneError(
-        f"{path}: no architecture matches this ncnn model ({len(layers) - n_prelu} "
+        f"{path}: no architecture matches this {what} ({len(layers) - n_prelu} "
         f"convolutions, {n_prelu} PReLUs; tried spandrel's {', '.join(HANDLERS)} and srprune's "
         f"{len(MODELS.names())} registered models); name it with --arch NAME "
         "--arch-opt key=value")
 
 
-def _finish(fit: _Fit, parsed: NcnnModel, tail: _Tail | None, path: Path) -> SRModel:
-    """Build the fitting candidate for real, load the file's tensors, set srprune's
-    conventions (as the checkpoint loader does: arch, config, name, meta)."""
+def _finish(fit: _Fit, tail: _Tail | None, path: Path) -> tuple[SRModel, str]:
+    """Build the fitting candidate for real and load the layers' tensors, with srprune's
+    conventions (as the checkpoint loader sets them: arch, config, name); its label."""
     candidate, scale = fit.candidate, fit.scale
     if candidate.spandrel is not None:
         package, class_name, arch_name, hyper = candidate.spandrel
@@ -806,17 +839,9 @@ def _finish(fit: _Fit, parsed: NcnnModel, tail: _Tail | None, path: Path) -> SRM
         label = candidate.label
     _load_pairs(inner, fit.pairs, str(path))
     model.eval()
-    fused = model.meta.get("reparameterized", 0)
     if tail is not None:
         label += f", output resized {tail.mode} x{tail.factor:g} to x{scale}"
-    model.meta.update(
-        weights=str(path),
-        detected=f"{label}; ncnn {parsed.storage} weights mapped by {fit.how}" + (
-            f"; {fused} re-parameterised blocks fused to the deploy form" if fused else ""),
-        ncnn={"param": str(path), "bin": str(parsed.bin_path), "storage": parsed.storage,
-              "mapped_by": fit.how, "input_range": candidate.input_range,
-              "input": parsed.input_blob, "output": parsed.output_blob})
-    return model
+    return model, label
 
 
 def _plain(value: Any) -> bool:
