@@ -187,18 +187,22 @@ def resolve_model(spec: str, scale: int | None = None, weights: str | Path | Non
                                f"file {spec} (its widths are stored in it)")
         if is_ncnn_path(spec):
             model = load_ncnn_model(spec, scale, arch=arch, arch_options=options)
+        elif is_onnx_path(spec):
+            model = load_onnx_file(spec, scale, arch=arch, arch_options=options)
         else:
             if arch is not None:
-                raise SrpruneError(f"--arch applies to ncnn files (.param/.bin), not to {spec}")
+                raise SrpruneError(f"--arch applies to ncnn (.param/.bin) and ONNX files, not "
+                                   f"to {spec}")
             if options:
                 raise SrpruneError(f"--arch-opt applies to registered names, import paths and "
-                                   f"ncnn files with --arch, not to the file {spec}")
+                                   f"ncnn or ONNX files with --arch, not to the file {spec}")
             model = _load_file(spec, scale, trust_import)
         if scale is not None and scale != model.scale:
             raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
     else:
         if arch is not None:
-            raise SrpruneError(f"--arch applies to ncnn files (.param/.bin), not to {spec}")
+            raise SrpruneError(f"--arch applies to ncnn (.param/.bin) and ONNX files, not to "
+                               f"{spec}")
         for key, flag in RESERVED_OPTIONS.items():
             if key in options:
                 raise SrpruneError(f"--arch-opt {key}=... is not a builder option; use {flag}")
@@ -225,6 +229,20 @@ def load_ncnn_model(path: str, scale: int | None, arch: str | None,
     return load(path, scale, arch=arch, arch_options=arch_options or None)
 
 
+def is_onnx_path(spec: str) -> bool:
+    """An ONNX model: named ``.onnx``, or any file that parses as one."""
+    file = Path(spec)
+    return file.suffix.lower() == ".onnx" or (file.is_file() and _looks_like_onnx(file))
+
+
+def load_onnx_file(path: str, scale: int | None, arch: str | None,
+                   arch_options: dict[str, Any]) -> SRModel:
+    """An ONNX file as its architecture (:mod:`srprune.models.onnx_source`)."""
+    from srprune.models.onnx_source import load_onnx_model
+
+    return load_onnx_model(path, scale, arch=arch, arch_options=arch_options or None)
+
+
 def check_builder_options(name: str, scale: int | None, options: dict[str, Any]) -> None:
     """``--arch-opt`` values of a registered model are of the kind its published config
     has (``n_feats=abc`` is one line here, not an error from deep inside the builder)."""
@@ -242,7 +260,6 @@ def check_builder_options(name: str, scale: int | None, options: dict[str, Any])
 
 def _load_file(path: str, scale: int | None, trust_import: TrustImport = None) -> SRModel:
     """An artifact, or a checkpoint whose architecture is detected."""
-    refuse_onnx(path)
     if Path(path).suffix != ".safetensors":
         data = read_checkpoint(path)
         if isinstance(data, dict) and data.get("format") == ARTIFACT_FORMAT:
@@ -251,17 +268,6 @@ def _load_file(path: str, scale: int | None, trust_import: TrustImport = None) -
 
 
 ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version), a varint
-
-
-def refuse_onnx(path: str) -> None:
-    """An ONNX file is named as one: it runs in bench/eval and export --int8, but it is no
-    PyTorch model to prune or inspect."""
-    file = Path(path)
-    if not file.is_file():
-        return
-    if file.suffix.lower() == ".onnx" or _looks_like_onnx(file):
-        raise SrpruneError(f"{path} is an ONNX model, not a PyTorch checkpoint or artifact: "
-                           "use it with srprune bench, eval or export --int8")
 
 
 def _looks_like_onnx(file: Path) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -685,7 +686,9 @@ def load_ncnn_model(param_path: str | Path, scale: int | None = None, arch: str 
     ``arch_options`` as builder arguments or hyperparameters)."""
     path = _pair_path(param_path)
     parsed = read_ncnn(path)
-    fitted = fit_ncnn_layers(parsed, path, scale, arch, arch_options)
+    with warnings.catch_warnings():  # trial builds of candidates warn (torch.meshgrid, ...)
+        warnings.simplefilter("ignore")
+        fitted = fit_ncnn_layers(parsed, path, scale, arch, arch_options)
     model = fitted.model
     fused = model.meta.get("reparameterized", 0)
     model.meta.update(

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -921,10 +922,12 @@ def load_onnx_model(path: str | Path, scale: int | None = None, arch: str | None
     scale = runtime.scale or scale
     wrapped = _wrapped(g)
     reasons: list[str] = []
-    accepted = _by_names(path, g, None if scale is None else [scale], arch, options,
-                         runtime, wrapped, reasons)
-    if accepted is None:
-        accepted = _by_order(path, g, scale, arch, options, runtime, wrapped, reasons)
+    with warnings.catch_warnings():  # trial builds of candidates warn (torch.meshgrid, ...)
+        warnings.simplefilter("ignore")
+        accepted = _by_names(path, g, None if scale is None else [scale], arch, options,
+                             runtime, wrapped, reasons)
+        if accepted is None:
+            accepted = _by_order(path, g, scale, arch, options, runtime, wrapped, reasons)
     if accepted is None:
         _no_fit(path, g, arch, reasons)
     return _finish(accepted, path, proto, runtime)
