@@ -322,7 +322,7 @@ def scale_option(f: Callable) -> Callable:
                           "or an import path's keyword argument.")(f)
     f = trust_import_option(f)
     f = click.option("--arch", metavar="NAME", expose_value=False, callback=_store_arch,
-                     help="Architecture of an ncnn file that is not detected (a registered "
+                     help="Architecture of an ncnn or ONNX file that is not detected (a registered "
                           "name or a spandrel architecture, e.g. SPAN); --arch-opt gives its "
                           "options; weights are then mapped in execution order.")(f)
     return click.option("--scale", "-s", type=int, default=None,
