@@ -30,7 +30,9 @@ def test_json_report_has_the_documented_keys() -> None:
     for row in rows:
         assert {"model", "params", "macs", "paper_macs", "latency_ms", "speedup", "gflops",
                 "parity_max_abs_diff", "opset", "threads", "input_size",
-                "roofline"} <= set(row)
+                "roofline", "runtime", "parity"} <= set(row)
+        assert row["runtime"] == "onnxruntime" and "ncnn_latency_ms" not in row
+        assert row["parity"]["runtime_error_vs_float64"] <= row["parity"]["limit"]
         lat = row["latency_ms"]
         assert set(lat) == {"median", "p10", "p90"}
         assert lat["p10"] <= lat["median"] <= lat["p90"]

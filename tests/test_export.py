@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from srprune.errors import SrpruneError
 from srprune.measure.export import (
     DYNAMO_OPSET,
     LEGACY_OPSET,
+    PARITY_TOLERANCE,
     check_input_size,
     check_parity,
     export_onnx,
@@ -55,6 +60,56 @@ class EvenOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(x))
+
+
+class LargeActivations(nn.Module):
+    """SPAN-like numerics: input x255 inside, features on a 1e7 offset that the last (1x1,
+    zero-mean) conv cancels. Outputs stay in 0..50, but torch float32 is ~5e-3 from float64
+    there, above the old absolute 1e-3 limit (ONNX Runtime differed from torch by 1.5e-3)."""
+
+    def __init__(self, offset: float = 1e7) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 16, 3, padding=1)
+        self.tail = nn.Conv2d(16, 12, 1)
+        self.shuffle = nn.PixelShuffle(2)
+        with torch.no_grad():
+            self.body.bias.add_(offset)
+            self.tail.weight.sub_(self.tail.weight.mean(dim=1, keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(torch.relu(self.head(x * 255.0)))
+        return self.shuffle(self.tail(h)) / 255.0
+
+
+class Float32Only(nn.Module):
+    """Runs in float32 only (a float32 constant mixed in): no float64 reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinySR()
+        self.register_buffer("gain", torch.ones(1, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError("float32 only")
+        return self.net(x) * self.gain
+
+
+def large_model() -> SRModel:
+    torch.manual_seed(0)
+    return SRModel(net=LargeActivations(), scale=2, arch="large")
+
+
+def scale_conv_weights(path, index: int, factor: float) -> None:
+    """Multiply the weights of the ``index``-th Conv node in an ONNX file (a broken layer)."""
+    model = onnx.load(str(path))
+    name = [n.input[1] for n in model.graph.node if n.op_type == "Conv"][index]
+    for init in model.graph.initializer:
+        if init.name == name:
+            data = numpy_helper.to_array(init).astype(np.float32) * np.float32(factor)
+            init.CopyFrom(numpy_helper.from_array(data, name))
+    onnx.save(model, str(path))
 
 
 def tiny(seed: int = 0) -> SRModel:
@@ -125,6 +180,42 @@ def test_parity_mismatch_is_an_error(tmp_path) -> None:
     path = export_onnx(tiny(seed=0), tmp_path / "a.onnx", (16, 16)).path
     with pytest.raises(SrpruneError, match="differs from torch"):
         check_parity(tiny(seed=1), path, (16, 16))
+
+
+def test_parity_is_judged_against_the_models_own_float32_noise(tmp_path) -> None:
+    model = large_model()
+    path = export_onnx(model, tmp_path / "large.onnx", (16, 16)).path
+    parity = check_parity(model, path, (16, 16))
+    assert parity.fp32_error > PARITY_TOLERANCE  # an absolute 1e-3 limit would reject it
+    assert parity.runtime_error <= parity.limit < parity.fp32_error * 8.1
+    assert parity.photo_psnr > 80 and parity.as_dict()["margin"] == 8.0
+
+
+@pytest.mark.parametrize("model_fn, index", [(large_model, 0), (tiny, 1)])
+def test_a_broken_layer_still_fails(tmp_path, model_fn, index) -> None:
+    """One conv's weights 1 % off in the ONNX file: far beyond float32 noise, on both the
+    large-activation model and a plain one."""
+    model = model_fn()
+    path = export_onnx(model, tmp_path / "m.onnx", (16, 16)).path
+    scale_conv_weights(path, index, 1.01)
+    with pytest.raises(SrpruneError, match="differs from torch") as info:
+        check_parity(model, path, (16, 16), name="broken")
+    message = str(info.value)
+    assert "\n" not in message and "float32's own error" in message
+
+
+def test_without_a_float64_reference_the_absolute_limit_applies(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = SRModel(net=Float32Only(), scale=2, arch="f32")
+    path = export_onnx(model, tmp_path / "f32.onnx", (16, 16)).path
+    parity = check_parity(model, path, (16, 16))
+    assert parity.runtime_error is None and parity.fp32_error is None
+    assert parity.max_abs_diff <= parity.limit == pytest.approx(PARITY_TOLERANCE, rel=0.5)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.net.net.body[0].weight.mul_(1.01)
+    with pytest.raises(SrpruneError, match="no float64 reference"):
+        check_parity(broken, path, (16, 16))
 
 
 def test_input_size_checks() -> None:

@@ -1,4 +1,5 @@
-"""``srprune export``: a model to an ONNX file, FP32 or INT8 (ONNX Runtime's quantization)."""
+"""``srprune export``: a model to an ONNX file, FP32 or INT8 (ONNX Runtime's quantization),
+and/or to an ncnn ``.param``/``.bin`` pair (through pnnx), each checked against torch."""
 
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ from srprune.errors import SrpruneError
 
 @click.command("export")
 @click.argument("model", metavar="MODEL_OR_SRP")
-@click.option("--onnx", "onnx_path", type=click.Path(), required=True,
+@click.option("--onnx", "onnx_path", type=click.Path(), default=None,
               help="ONNX file to write (refused if it exists, unless --force).")
+@click.option("--ncnn", "ncnn_path", type=click.Path(), default=None, metavar="OUT.param",
+              help="ncnn model to write (OUT.param and OUT.bin, through pnnx; parity checked "
+                   "on ncnn's CPU runtime; refused if either exists, unless --force).")
 @scale_option
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load.")
 @input_size_option()
-@click.option("--force", is_flag=True, help="Overwrite an existing --onnx file.")
+@click.option("--force", is_flag=True, help="Overwrite existing --onnx/--ncnn files.")
 @click.option("--int8", is_flag=True,
               help="Quantize to INT8 (QDQ, ONNX Runtime's tools), calibrated on --data.")
 @click.option("--data", type=click.Path(), default=None,
@@ -60,13 +64,15 @@ from srprune.errors import SrpruneError
 @click.option("--runs", "-n", type=click.IntRange(min=1), default=20, show_default=True,
               help="Timed runs per model for the latency ratio.")
 @json_option
-def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
+def command(model: str, onnx_path: str | None, ncnn_path: str | None, scale: int | None,
+            weights: str | None,
             input_size: tuple[int, int], force: bool, int8: bool, data: str | None,
             lr_dir: str | None, eval_data: str, max_drop: float, max_float: int,
             calib_patches: int, activations: str, reduce_range: bool, qat_steps: int,
             qat_lr: float | None,
             threads: int, runs: int, as_json: bool) -> None:
-    """Export MODEL_OR_SRP to --onnx (FP32, parity checked), or INT8 with --int8 --data.
+    """Export MODEL_OR_SRP to --onnx (FP32, parity checked), or INT8 with --int8 --data;
+    and/or to --ncnn OUT.param (+ OUT.bin, FP32, parity checked on ncnn).
 
     INT8: calibration on LR patches of --data, per-layer sensitivity and the most harmful
     layers kept in FP32 until the PSNR drop on --eval is at most --max-drop; the report gives
@@ -75,27 +81,42 @@ def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
     same search on the tuned weights; the smaller drop is written.
     """
     from srprune.io.checkpoint import check_writable
-    from srprune.measure.export import check_parity, export_onnx
 
     qat = _qat_settings(int8, data, qat_steps, qat_lr)
     if reduce_range and not int8:
         raise SrpruneError("--reduce-range applies to INT8 weights; it needs --int8")
+    _check_targets(onnx_path, ncnn_path, int8)
     _check_options(int8, data, lr_dir, max_drop)
-    out = check_writable(onnx_path, force)
+    out = check_writable(onnx_path, force) if onnx_path is not None else None
+    if ncnn_path is not None:
+        from srprune.deploy.ncnn_export import check_ncnn_writable, pnnx_executable
+        from srprune.measure.ncnn_runtime import require_ncnn
+
+        check_ncnn_writable(ncnn_path, force)
+        require_ncnn()
+        pnnx_executable()
     sr = load_model_arg(model, scale, weights)
     check_input_size(input_size, sr.scale)
     if not int8:
-        exported = export_onnx(sr, out, input_size, force=force, name=model)
-        parity = check_parity(sr, out, input_size, threads=threads, name=model)
-        result = {"model": model, "scale": sr.scale, **exported.as_dict(),
-                  "parity_max_abs_diff": parity.max_abs_diff}
+        result: dict[str, Any] = {"model": model, "scale": sr.scale}
+        lines = []
+        if out is not None:
+            result.update(_fp32_onnx(sr, model, out, input_size, force, threads))
+            lines.append(_onnx_line(result))
+        if ncnn_path is not None:
+            from srprune.deploy.ncnn_export import export_ncnn
+
+            ncnn = export_ncnn(sr, ncnn_path, input_size, force=force, name=model,
+                               threads=threads)
+            result["ncnn"] = ncnn.as_dict()
+            lines.append(_ncnn_line(ncnn))
         if as_json:
             print_json(result)
         else:
-            console.print(f"wrote {out} ({exported.size_bytes / 1e6:.2f} MB, opset "
-                          f"{exported.opset}, {exported.exporter} exporter); max |torch - ORT| "
-                          f"{parity.max_abs_diff:.2g} on 0..255", markup=False, highlight=False)
+            for line in lines:
+                console.print(line, markup=False, highlight=False)
         return
+    assert out is not None  # _check_targets: --int8 needs --onnx
     from srprune.measure.quantize import Int8Settings
 
     settings = Int8Settings(activations, reduce_range=reduce_range)
@@ -105,6 +126,57 @@ def command(model: str, onnx_path: str, scale: int | None, weights: str | None,
         print_json({"model": model, "scale": sr.scale, **report.as_dict()})
     else:
         _print_report(report, model)
+
+
+def _check_targets(onnx_path: str | None, ncnn_path: str | None, int8: bool) -> None:
+    """At least one output; INT8 is ONNX only."""
+    if onnx_path is None and ncnn_path is None:
+        raise SrpruneError("nothing to write: give --onnx OUT.onnx and/or --ncnn OUT.param")
+    if int8 and onnx_path is None:
+        raise SrpruneError("--int8 quantizes the ONNX file; it needs --onnx OUT.onnx")
+    if int8 and ncnn_path is not None:
+        raise SrpruneError("--ncnn writes an FP32 ncnn model; run it without --int8")
+
+
+def _fp32_onnx(sr: Any, model: str, out: Path, input_size: tuple[int, int], force: bool,
+               threads: int) -> dict[str, Any]:
+    """The FP32 ONNX export and its parity, as the JSON report's keys."""
+    from srprune.measure.export import check_parity, export_onnx
+
+    exported = export_onnx(sr, out, input_size, force=force, name=model)
+    try:
+        parity = check_parity(sr, out, input_size, threads=threads, name=model)
+    except SrpruneError:
+        out.unlink(missing_ok=True)  # a file that fails parity is not left behind
+        raise
+    return {**exported.as_dict(), "parity_max_abs_diff": parity.max_abs_diff,
+            "parity": parity.as_dict()}
+
+
+def _onnx_line(result: dict[str, Any]) -> str:
+    p = result["parity"]
+    return (f"wrote {result['path']} ({result['size_bytes'] / 1e6:.2f} MB, opset "
+            f"{result['opset']}, {result['exporter']} exporter); max |torch - ORT| "
+            f"{result['parity_max_abs_diff']:.2g} on 0..255{_parity_note(p)}")
+
+
+def _ncnn_line(res: Any) -> str:
+    sizes = ", ".join(f"{p.input_shape[2]}x{p.input_shape[3]}" for p in res.parity)
+    worst = max(res.parity, key=lambda p: (p.runtime_error or 0) / (p.limit or 1),
+                default=None)
+    note = "" if worst is None else (f"; max |torch - ncnn| {res.parity_max_abs_diff:.2g} on "
+                                     f"0..255 at {sizes}{_parity_note(worst.as_dict())}")
+    return (f"wrote {res.param_path} + {res.bin_path.name} ({res.size_bytes / 1e6:.2f} MB, "
+            f"{res.layers} layers, pnnx from {res.route}){note}")
+
+
+def _parity_note(p: dict[str, Any]) -> str:
+    """The float64 comparison behind a parity verdict, for the one-line report."""
+    if p.get("runtime_error_vs_float64") is None:
+        return f" (limit {p['limit']:.2g}; no float64 reference)"
+    return (f" (vs float64 {p['runtime_error_vs_float64']:.2g}, torch float32's own "
+            f"{p['fp32_error_vs_float64']:.2g}, limit {p['limit']:.2g}; photo "
+            f"{p['photo_psnr']:.0f} dB)")
 
 
 def _check_options(int8: bool, data: str | None, lr_dir: str | None, max_drop: float) -> None:
