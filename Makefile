@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.srprune-installed
+# The test-only plugin (tests/plugin_pkg) is never installed: tests/conftest.py makes it
+# discoverable for the test session only. Venvs made before that lose it once.
+NO_TESTPLUGIN := $(VENV)/.srprune-no-testplugin
 OUT := out
 
 .PHONY: install demo test lint clean
 
-$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml tests/plugin_pkg/pyproject.toml
+$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
@@ -17,25 +20,29 @@ $(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml tests/plugin_pkg/p
 	$(PY) -m pip install -q --no-deps "spandrel>=0.4.2,<0.5"
 	$(PY) -m pip install -q safetensors einops typing_extensions
 	$(PY) -m pip install -q -e plugins/srprune-hrank
-	$(PY) -m pip install -q -e tests/plugin_pkg  # test-only plugin (tests/test_contracts.py)
 	$(PY) -m pip install -q "ray>=2.9"  # srprune compare --backend ray (the "compare" extra)
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NO_TESTPLUGIN): $(STAMP)
+	@$(PY) -m pip uninstall -y -q srprune-testplugin >/dev/null 2>&1 || true
+	@rm -rf tests/plugin_pkg/srprune_testplugin.egg-info
+	@touch $@
+
+install: $(STAMP) $(NO_TESTPLUGIN)
 
 # The main job on the shipped reference: drn-t (CPU-trained weights) pruned by 50 % with the
 # paper's dual-regression criterion, fine-tuned briefly, evaluated and benchmarked.
-demo: $(STAMP)
+demo: $(STAMP) $(NO_TESTPLUGIN)
 	@mkdir -p $(OUT)
 	$(VENV)/bin/srprune compress drn-t --scale 4 --ratio 0.5 --criterion dr --strategy uniform \
 		--data builtin --preset fast --finetune-steps 100 --finetune-patch 24 --eval builtin \
 		--out $(OUT)/demo-drn-t-dr-50.srp --force
 	$(VENV)/bin/srprune bench drn-t $(OUT)/demo-drn-t-dr-50.srp --scale 4 --runs 10 --warmup 2
 
-test: $(STAMP)
+test: $(STAMP) $(NO_TESTPLUGIN)
 	$(PY) -m pytest -q -n 2 --durations=15
 
-lint: $(STAMP)
+lint: $(STAMP) $(NO_TESTPLUGIN)
 	$(VENV)/bin/ruff check .
 
 clean:

@@ -2,7 +2,8 @@
 
 The cases are generated at collection time from ``MODELS.names()``, ``CRITERIA.names()`` and
 ``STRATEGIES.names()``, so a newly registered model, criterion or strategy (an entry point of
-an installed package included: ``plugins/srprune-hrank`` and ``tests/plugin_pkg``) is covered
+an installed package included: ``plugins/srprune-hrank``, and ``tests/plugin_pkg``, which
+tests/conftest.py makes discoverable for the test session only) is covered
 without writing a test for it. Nothing here is keyed on a plugin's name: slow classes get
 small values of the options they accept (:data:`FAST_OPTIONS`) and data-driven ones
 (``needs_data``) get tiny calibration batches.
@@ -13,7 +14,11 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import os
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -283,13 +288,48 @@ def test_engine_objects_satisfy_the_plugin_protocols(scratch_registries):
 
 
 # ----------------------------------------------------------------- the plugin package
+# tests/plugin_pkg is never installed: tests/conftest.py puts a dist-info with its entry points
+# and its source on sys.path and PYTHONPATH for the test session only.
 
-PLUGIN = any(ep.name == "testnet" for ep in entry_points(group="srprune.models"))
-needs_plugin = pytest.mark.skipif(
-    not PLUGIN, reason="test plugin not installed: pip install -e tests/plugin_pkg")
+PLUGIN_ENTRIES = ((MODELS, "testnet"), (CRITERIA, "l2-test"), (STRATEGIES, "scan-test"))
 
 
-@needs_plugin
+def srprune_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """The ``srprune`` console script of this interpreter (``-m srprune.cli`` without one)."""
+    script = Path(sys.executable).with_name("srprune")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "srprune.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=180)
+
+
+def listed_models(result: subprocess.CompletedProcess) -> set[str]:
+    assert result.returncode == 0, result.stderr
+    return {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_the_session_plugin_is_registered_in_every_registry():
+    for registry, name in PLUGIN_ENTRIES:
+        assert name in registry.names()
+        assert registry.source(name).startswith("entry point srprune_testplugin:")
+    assert "testnet" in {ep.name for ep in entry_points(group="srprune.models")}
+
+
+def test_the_session_plugin_reaches_subprocesses_but_not_the_users_environment(
+        test_plugin_paths, tmp_path):
+    assert len(test_plugin_paths) == 2
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[:2] == test_plugin_paths
+    inside = srprune_cli("list", "models", "--json", env=dict(os.environ), cwd=tmp_path)
+    assert "testnet" in listed_models(inside)
+
+    env = {k: v for k, v in os.environ.items() if k != "SRPRUNE_TEST_PLUGIN_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep)
+                                        if p and p not in test_plugin_paths)
+    outside = srprune_cli("list", "models", "--json", env=env, cwd=tmp_path)
+    assert "testnet" not in listed_models(outside), (
+        "srprune-testplugin is installed in this environment, so every `srprune list` shows "
+        "it: pip uninstall srprune-testplugin (make install does)")
+
+
 def test_plugin_model_compresses_saves_and_loads_back(tmp_path):
     assert MODELS.source("testnet").startswith("entry point ")
     out = tmp_path / "testnet.srp"
@@ -301,7 +341,6 @@ def test_plugin_model_compresses_saves_and_loads_back(tmp_path):
     assert float((output(loaded, x) - output(result.model, x)).abs().max()) <= 1e-5
 
 
-@needs_plugin
 def test_plugin_model_through_the_cli(tmp_path):
     out = tmp_path / "x.srp"
     runner = CliRunner()

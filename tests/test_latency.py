@@ -87,7 +87,12 @@ def test_ort_speedup_of_a_model_against_itself_is_about_one(tmp_path) -> None:
     results = ort_latency([path, path], (64, 64), ["a", "b"], runs=15, warmup=3)
     assert [r.name for r in results] == ["a", "b"]
     assert results[0].speedup == 1.0
-    assert 0.75 < results[1].speedup < 1.33
+    assert results[1].speedup == pytest.approx(results[0].stats.median / results[1].stats.median)
+    # Noise, not bias. Measured on a 2-core machine busy with other test runs (load average
+    # ~7): 0.82 to 1.05 over 30 repeats; with a busy loop burning one more core (load ~8):
+    # 0.83 to 1.39 over 90. A systematic difference beyond 1.67x between two timings of one
+    # model still fails.
+    assert 0.6 < results[1].speedup < 1 / 0.6
     assert results[0].input_shape == (1, 3, 64, 64)
     assert len(results[1].samples_ms) == 15
     assert results[1].as_dict()["latency_ms"]["median"] == results[1].stats.median

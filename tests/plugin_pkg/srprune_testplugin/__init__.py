@@ -1,5 +1,8 @@
 """A test-only srprune plugin package, found through entry points (tests/test_contracts.py).
 
+Never installed: tests/conftest.py declares the entry points of ``pyproject.toml`` here for
+the test session only, so a user's own ``srprune list`` does not show them.
+
 * model ``testnet`` (x2, x4): conv head, residual blocks with an inner width, PixelShuffle(2)
   upsampling stages, conv tail; registered only through the ``srprune.models`` entry point.
 * criterion ``l2-test``: the L2 norm of each channel's producer filters (higher = keep).
