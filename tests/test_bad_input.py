@@ -1203,11 +1203,14 @@ CASES += [
                       message="weights must be floating point"), id="weights-int32-safetensors"),
     # -------------------------------------------- ONNX files are named as ONNX
     pytest.param(Case(["info", "m.onnx"], {"m.onnx": onnx_file()},
-                      message="no architecture matches this ONNX model"), id="onnx-given-to-info"),
+                      message="no architecture matches this ONNX model"),
+                 id="onnx-given-to-info"),
     pytest.param(Case(["compress", "m.onnx", "--ratio", "0.5", *OUT], {"m.onnx": onnx_file()},
-                      message="no architecture matches this ONNX model"), id="onnx-given-to-compress"),
+                      message="no architecture matches this ONNX model"),
+                 id="onnx-given-to-compress"),
     pytest.param(Case(["export", "m.onnx", "--onnx", "o.onnx"], {"m.onnx": onnx_file()},
-                      message="no architecture matches this ONNX model"), id="onnx-given-to-export"),
+                      message="no architecture matches this ONNX model"),
+                 id="onnx-given-to-export"),
     pytest.param(Case(["info", "model.pt"], {"model.pt": onnx_file()},
                       message="ONNX"), id="onnx-under-another-suffix"),
     # -------------------------------------------- ncnn files
