@@ -184,6 +184,10 @@ def test_the_users_own_import_path_loads_when_trusted_or_named(payload, photo_di
     code, lines = invoke("bench", USER_PATH, str(art), "--runs", "1", "--warmup", "0",
                          "--input-size", "8", "8")
     assert code == 0, lines
+    # --arch-opt is the import path's; the artifact carries its own config
+    code, lines = invoke("bench", USER_PATH, "--arch-opt", "width=4", str(art), "--runs", "1",
+                         "--warmup", "0", "--input-size", "8", "8", "--json")
+    assert code == 0, lines
     assert srprune.load(art, trust_import={USER_PATH}).scale == 2
     with pytest.raises(SrpruneError, match="--trust-import"):
         srprune.load(art, trust_import={"other.module:Net"})

@@ -102,13 +102,26 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
 def _load(spec: str, scale: int | None, threads: int) -> Any:
     """An ``OnnxModel`` for ``*.onnx`` (its scale checked against ``--scale``), else an SRModel."""
     from srprune.measure.onnx_file import is_onnx_path, open_onnx
+    from srprune.models import names_a_file
 
     if not is_onnx_path(spec):
-        return load_model_arg(spec, scale, note_random=False)
+        return load_model_arg(spec, scale, note_random=False,
+                              model_options=not names_a_file(spec) or _only_files())
     model = open_onnx(spec, threads)
     if scale is not None and scale != model.scale:
         raise SrpruneError(f"{spec} is a x{model.scale} model, but --scale {scale} was given")
     return model
+
+
+def _only_files() -> bool:
+    """Every MODEL argument is a file: then ``--arch-opt``/``--arch`` are theirs (an ncnn file
+    with ``--arch``), and a file refuses what it cannot take."""
+    import click
+
+    from srprune.models import names_a_file
+
+    ctx = click.get_current_context()
+    return all(names_a_file(m) for m in ctx.params.get("models", ()))
 
 
 class _Phases:

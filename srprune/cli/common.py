@@ -435,8 +435,12 @@ def json_option(f: Callable) -> Callable:
 
 
 def load_model_arg(spec: str, scale: int | None, weights: str | None = None,
-                   channel_config: str | None = None, note_random: bool = True) -> Any:
+                   channel_config: str | None = None, note_random: bool = True,
+                   model_options: bool = True) -> Any:
     """A registered model name or an artifact file, as an SRModel.
+
+    ``model_options`` off: ``--arch-opt``/``--arch`` are not this argument's (``bench`` puts
+    an import-path model beside its own artifact: the options are the import path's).
 
     A registered model without trained weights (none shipped, no ``--weights``) runs on
     random weights: unless ``note_random`` is off (latency does not care), one ``note:``
@@ -445,8 +449,9 @@ def load_model_arg(spec: str, scale: int | None, weights: str | None = None,
     from srprune.models import resolve_model
 
     model = resolve_model(spec, scale, weights=weights, channel_config=channel_config,
-                          arch_options=arch_options(), trust_import=command_trust(),
-                          arch=_current(ARCH_KEY))
+                          arch_options=arch_options() if model_options else {},
+                          trust_import=command_trust(),
+                          arch=_current(ARCH_KEY) if model_options else None)
     if note_random and model.meta.get("weights") == "random":
         click.echo(f"note: {spec} x{model.scale} has no trained weights here; it runs on "
                    "random weights (pass --weights FILE for a trained checkpoint)", err=True)
