@@ -67,6 +67,7 @@ class Selection:
     criterion_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     protect: tuple[str, ...] = ()
+    compensate: bool = True  # with data: biases absorb removed means (prune.compensation)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "strategy": ("selection", "strategy"), "scope": ("selection", "scope"),
     "criterion_options": ("selection", "criterion_options"),
     "strategy_options": ("selection", "strategy_options"), "protect": ("selection", "protect"),
+    "compensate": ("selection", "compensate"),
     "data": ("calibration", "data"), "lr_dir": ("calibration", "lr_dir"),
     "calib_batches": ("calibration", "batches"),
     "calib_batch": ("calibration", "batch"), "calib_patch": ("calibration", "patch"),
@@ -254,6 +256,9 @@ def _validate(given: dict[str, Any]) -> None:
     _check_number(given, "dual_weight", 0.0)
     _check_number(given, "distill_weight", 0.0)
     _check_number(given, "distill_features", 0.0)
+    if "compensate" in given and not isinstance(given["compensate"], bool):
+        raise SrpruneError(f"{_flag('compensate')} must be true or false, "
+                           f"got {given['compensate']!r}")
     for key in ("bf16", "channels_last"):
         if key in given and not isinstance(given[key], bool):
             raise SrpruneError(f"{_flag(key)} must be true or false, got {given[key]!r}")

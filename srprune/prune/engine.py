@@ -22,6 +22,7 @@ from srprune.errors import SrpruneError
 from srprune.measure.cost import Cost, model_cost
 from srprune.models.depth import find_residual_blocks, inside_blocks, remove_blocks
 from srprune.models.srmodel import SRModel
+from srprune.prune.compensation import compensate_biases, consumer_state
 from srprune.prune.context import PruneContext
 from srprune.prune.contracts import Batch, ProgressFn  # ProgressFn: (stage, done, total)
 from srprune.prune.factory import instantiate
@@ -201,10 +202,13 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     for done, unit in enumerate(units):
         n_keep = keep.get(unit.name, unit.width)
         if n_keep < unit.width:
+            state = consumer_state(unit) if sel.compensate and ctx.batches else None
             kept = crit.select(unit, n_keep, ctx)
             if len(set(kept)) != n_keep:
                 raise SrpruneError(f"criterion '{sel.criterion}' kept {len(set(kept))} channels "
                                    f"of {unit.name}, {n_keep} were asked")
+            if state is not None:  # biases the criterion left absorb the removed means
+                compensate_biases(unit, kept, ctx, state)
             ctx.kept_rows.record(unit, kept)
             graph.prune(unit, kept)
         ctx.report("prune", done + 1, len(units))
