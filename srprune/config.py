@@ -36,7 +36,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "search": {"steps": 200}},
 }
 API_CALIBRATION = {"calib_batches": 4, "calib_batch": 8, "calib_patch": 24}
-SCOPES = ("internal", "all")
+# auto: block-inner channels, widened to trunks (all) when those alone cannot reach --ratio
+SCOPES = ("auto", "internal", "all")
 KEEP = ("best", "last")
 #: default weight of the L1 to the unpruned model's output when fine-tuning a pruned model
 DISTILL_WEIGHT = 1.0
@@ -63,7 +64,7 @@ class Selection:
     ratio: float = 0.0
     criterion: str = "l1"
     strategy: str = "uniform"
-    scope: str = "internal"
+    scope: str = "auto"
     criterion_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     protect: tuple[str, ...] = ()

@@ -47,8 +47,10 @@ CRITERIA = "l1,random,cp,thinet,dcp,dr"
 @click.option("--eval", "evals", multiple=True, metavar="builtin|DIR",
               help="Evaluation set (repeatable; the first decides the verdicts). Default: "
                    "the built-in photos.")
-@click.option("--scope", type=click.Choice(["internal", "all"]), default="internal",
-              show_default=True, help="internal: block-inner channels only; all: trunks too.")
+@click.option("--scope", type=click.Choice(["auto", "internal", "all"]), default="auto",
+              show_default=True, help="internal: block-inner channels only; all: trunks too; "
+                                      "auto: internal, or all (with a warning) when internal "
+                                      "alone cannot reach --ratio.")
 @click.option("--preset", type=click.Choice(["fast", "default", "thorough"]), default="default",
               show_default=True, help="Calibration budget and selection/search effort.")
 @click.option("--calib-batches", type=int, default=None, help="Calibration batches (preset).")

@@ -34,8 +34,10 @@ from srprune.io.checkpoint import check_writable
               help="Fraction of the primal net's parameters to remove, in [0, 1).")
 @click.option("--criterion", default="l1", show_default=True, help="Channel criterion name.")
 @click.option("--strategy", default="uniform", show_default=True, help="Search strategy name.")
-@click.option("--scope", type=click.Choice(["internal", "all"]), default="internal",
-              show_default=True, help="internal: block-inner channels only; all: trunks too.")
+@click.option("--scope", type=click.Choice(["auto", "internal", "all"]), default="auto",
+              show_default=True, help="internal: block-inner channels only; all: trunks too; "
+                                      "auto: internal, or all (with a warning) when internal "
+                                      "alone cannot reach --ratio.")
 @click.option("--round-to", type=int, default=1, show_default=True,
               help="Kept widths are multiples of this (uniform strategy).")
 @click.option("--min-width", type=int, default=1, show_default=True,

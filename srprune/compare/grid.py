@@ -69,7 +69,7 @@ class GridSpec:
     data: str | None = None
     lr_dir: str | None = None
     evals: tuple[str, ...] = (BUILTIN,)
-    scope: str = "internal"
+    scope: str = "auto"
     preset: str = "default"
     calib_batches: int | None = None
     calib_batch: int | None = None

@@ -85,6 +85,30 @@ class CompressResult:
 
 
 
+REACH_MARGIN = 0.02  # the strategies' own tolerance on the ratio
+
+
+def resolve_scope(scope: str, graph: SRGraph, ratio: float,
+                  input_size: tuple[int, int]) -> str:
+    """``auto``: block-inner channels (``internal``) when pruning them alone can reach
+    ``ratio``, else trunks too (``all``), said in a ``warning:`` line. Most released nets
+    (ESRGAN, OmniSR, CARN, SwinIR, PLKSR) keep most of their parameters in trunk-coupled
+    layers, so ``internal`` alone stops far below 50 %."""
+    if scope != "auto":
+        return scope
+    internal = graph.units("internal")
+    if ratio <= 0:
+        return "internal"
+    floor = (PlanCost(graph, input_size).reduction({u.name: 1 for u in internal})
+             if internal else 0.0)
+    if floor >= ratio - REACH_MARGIN:
+        return "internal"
+    warnings.warn(f"block-inner channels alone remove at most {floor:.1%} of the parameters, "
+                  f"short of --ratio {ratio:g}: pruning the trunks too (--scope all; pass "
+                  "--scope internal to keep them)", stacklevel=2)
+    return "all"
+
+
 def warn_uncovered(graph: SRGraph) -> None:
     """A ``warning:`` line naming weight layers the dependency graph does not see."""
     cover = graph.coverage()
@@ -166,9 +190,11 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
         p.requires_grad_(False)
     graph = SRGraph(model.net, model.scale, protect=sel.protect)
     warn_uncovered(graph)
-    units = graph.units(sel.scope)
+    scope = resolve_scope(sel.scope, graph, sel.ratio if strat.uses_ratio else 0.0,
+                          input_size)
+    units = graph.units(scope)
     if not units:
-        raise SrpruneError(f"the model has no prunable unit in scope '{sel.scope}'")
+        raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")
     ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches),
                        device=config.device, seed=config.seed, dual_weight=config.dual_weight,
                        progress=progress)
@@ -184,14 +210,14 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     first = getattr(strat, "blocks_to_remove", None)  # known before planning (a plan file)
     removed = list(first() if callable(first) else [])
     if removed:
-        units = _remove_blocks(model, removed, sel.scope, ctx)
+        units = _remove_blocks(model, removed, scope, ctx)
         graph, cost = ctx.graph, PlanCost(ctx.graph, input_size)
     keep = strat.plan(units, sel.ratio, ctx, cost)
     ctx.report("search", 1, 1)
     seconds["search"] = time.perf_counter() - t0
     chosen = list(getattr(strat, "removed_blocks", None) or [])  # chosen by the search
     if chosen:  # depth first: the widths are then cut in the net the model will have
-        survivors = _remove_blocks(model, chosen, sel.scope, ctx)
+        survivors = _remove_blocks(model, chosen, scope, ctx)
         _check_survivors(units, survivors, keep, chosen)
         units, graph, removed = survivors, ctx.graph, removed + chosen
 
@@ -231,5 +257,5 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     return CompressResult(model=model, plan=plan, before=before, after=after,
                           ratio_requested=sel.ratio if strat.uses_ratio else None,
                           criterion=sel.criterion,
-                          strategy=sel.strategy, scope=sel.scope, seconds=seconds,
+                          strategy=sel.strategy, scope=scope, seconds=seconds,
                           strategy_report=strategy_report)

@@ -34,7 +34,8 @@ class Uniform(Strategy):
         if floor < ratio - 0.02:
             raise SrpruneError(
                 f"ratio {ratio:g} is out of reach: pruning every unit in this scope to its "
-                f"minimum width removes only {floor:.1%} of the parameters"
+                f"minimum width removes only {floor:.1%} of the parameters (--scope all "
+                "also prunes the trunks)"
             )
         # over the keep fraction in [0, 1]: reduction(1) <= ratio <= reduction(0)
         return bisect_plan(lambda fraction: self.widths(units, fraction), cost, ratio, 0.0, 1.0)
