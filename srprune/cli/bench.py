@@ -73,7 +73,7 @@ def command(models: tuple[str, ...], scale: int | None, input_size: tuple[int, i
         raise SrpruneError("--ncnn-fp16 sets how ncnn is timed; it needs --runtime ncnn "
                            "(or ort,ncnn)")
     if "ncnn" in runtimes:
-        from srprune.deploy.ncnn_export import pnnx_executable
+        from srprune.measure.ncnn_export import pnnx_executable
         from srprune.measure.ncnn_runtime import require_ncnn
 
         require_ncnn()

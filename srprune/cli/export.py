@@ -89,7 +89,7 @@ def command(model: str, onnx_path: str | None, ncnn_path: str | None, scale: int
     _check_options(int8, data, lr_dir, max_drop)
     out = check_writable(onnx_path, force) if onnx_path is not None else None
     if ncnn_path is not None:
-        from srprune.deploy.ncnn_export import check_ncnn_writable, pnnx_executable
+        from srprune.measure.ncnn_export import check_ncnn_writable, pnnx_executable
         from srprune.measure.ncnn_runtime import require_ncnn
 
         check_ncnn_writable(ncnn_path, force)
@@ -104,7 +104,7 @@ def command(model: str, onnx_path: str | None, ncnn_path: str | None, scale: int
             result.update(_fp32_onnx(sr, model, out, input_size, force, threads))
             lines.append(_onnx_line(result))
         if ncnn_path is not None:
-            from srprune.deploy.ncnn_export import export_ncnn
+            from srprune.measure.ncnn_export import export_ncnn
 
             ncnn = export_ncnn(sr, ncnn_path, input_size, force=force, name=model,
                                threads=threads)

@@ -260,7 +260,7 @@ def benchmark(models: Sequence[tuple[str, SRModel | OnnxModel]], input_size: tup
 
 def _check_ncnn_ready(models: Sequence[tuple[str, SRModel | OnnxModel]]) -> None:
     """ncnn and pnnx installed, and no ``.onnx`` file among the models (before any work)."""
-    from srprune.deploy.ncnn_export import pnnx_executable
+    from srprune.measure.ncnn_export import pnnx_executable
     from srprune.measure.ncnn_runtime import require_ncnn
 
     given = [label for label, m in models if isinstance(m, OnnxModel)]
@@ -287,7 +287,7 @@ def _refuse_existing(models: Sequence[tuple[str, SRModel | OnnxModel]], paths: l
 def _export_ncnn(model: SRModel | OnnxModel, param: Path, input_size: tuple[int, int],
                  force: bool, label: str, threads: int) -> Any:
     """The ncnn pair for one model, parity checked at ``input_size`` (the size timed)."""
-    from srprune.deploy.ncnn_export import export_ncnn
+    from srprune.measure.ncnn_export import export_ncnn
 
     assert isinstance(model, SRModel)  # _check_ncnn_ready refused .onnx files
     return export_ncnn(model, param, input_size, force=force, name=label, threads=threads,

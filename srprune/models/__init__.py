@@ -15,7 +15,6 @@ from srprune.models.artifacts import is_artifact_path, load_artifact
 from srprune.models.detect import (
     check_option_kind,
     expected_kind,
-    is_import_path,
     load_checkpoint_model,
     load_import_path,
     read_state_dict,
@@ -23,7 +22,7 @@ from srprune.models.detect import (
 )
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import FinalOutput, SRModel
-from srprune.models.trust import TrustImport, srprune_factory
+from srprune.models.trust import TrustImport, is_import_path, srprune_factory
 from srprune.registry import MODELS
 
 __all__ = ["FinalOutput", "ModelSpec", "SRModel", "build_model", "load_weights", "model_spec",
@@ -105,8 +104,8 @@ def fit_prefix(state: dict, own: dict) -> dict:
     """``state`` with the release wrapper's key prefix (``module.``, ``model.``, ...) removed
     when that makes its keys the model's; unchanged otherwise (the key check names what
     differs)."""
-    if set(state) == set(own):
-        return state
+    if set(state) == set(own) or not all(isinstance(k, str) for k in state):
+        return state  # (non-name keys: the key check names them)
     for _ in range(2):  # e.g. "module.model."
         for prefix in KEY_PREFIXES:
             if state and all(k.startswith(prefix) for k in state):

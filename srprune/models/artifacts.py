@@ -23,11 +23,11 @@ from srprune.io.artifact import (
     write_artifact,
 )
 from srprune.models.depth import remove_blocks
-from srprune.models.detect import build_imported, is_import_path
+from srprune.models.detect import build_imported
 from srprune.models.spec import ModelSpec
 from srprune.models.splits import channel_splits, set_channel_splits
 from srprune.models.srmodel import SRModel
-from srprune.models.trust import TrustImport, refuse_untrusted, trust_level
+from srprune.models.trust import TrustImport, is_import_path, refuse_untrusted, trust_level
 from srprune.models.zoo import ARCH_BUILDERS
 from srprune.registry import MODELS
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,9 @@ from srprune.models.srmodel import SRModel
 from srprune.models.trust import check_artifact_target
 from srprune.registry import MODELS
 
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "netG", "generator")
 PREFIXES = ("module.", "netG.")  # not "model.": old ESRGAN keys start with it
 PLAIN = (str, int, float, bool, type(None))
-
-
-def is_import_path(spec: str) -> bool:
-    """``package.module:Factory`` (and not a file that happens to exist)."""
-    return bool(IMPORT_PATH.match(spec)) and not Path(spec).exists()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

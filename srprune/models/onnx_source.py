@@ -812,12 +812,26 @@ class _Runtime:
     reason: str = ""
 
 
+def _session(path: Path) -> Any:
+    """One-thread ONNX Runtime CPU session, quiet (the front door sits below srprune's
+    measuring code, so it opens its own)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception classes
+        text = str(exc).strip().splitlines()
+        raise SrpruneError(f"ONNX Runtime cannot load {path}: "
+                           f"{text[0] if text else type(exc).__name__}") from None
+
+
 def _runtime(path: Path, g: _Graph) -> _Runtime:
     """One run of the file on a probe input; refuses graphs that are not RGB -> RGB at an
     integer scale. A graph ONNX Runtime loads but cannot run there gives no scale (and no
     parity check later), with the reason."""
-    from srprune.measure.session import make_session
-
     if len(g.inputs) != 1:
         raise SrpruneError(f"{path}: an ONNX model with {len(g.inputs)} inputs is not an SR "
                            f"model (one RGB image in); {RUNTIME_HINT}")
@@ -829,7 +843,7 @@ def _runtime(path: Path, g: _Graph) -> _Runtime:
                            f"{RUNTIME_HINT}")
     height = dims[2] or PROBE_SIZE
     width = dims[3] or PROBE_SIZE
-    session = make_session(path, threads=1)
+    session = _session(path)
     feed = session.get_inputs()[0].name
     x = _probe((height, width))
     try:

@@ -16,7 +16,9 @@ Otherwise loading refuses before importing anything, with one line that says wha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from torch import nn
@@ -71,9 +73,16 @@ def check_artifact_target(target: Any, path: str) -> None:
         "line to use it anyway)")
 
 
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_import_path(spec: str) -> bool:
+    """``package.module:Factory`` (and not a file that happens to exist)."""
+    return bool(IMPORT_PATH.match(spec)) and not Path(spec).exists()
+
+
 def command_line_imports(specs: Iterable[str]) -> frozenset[str]:
     """The import paths among a command's model arguments: the user named them."""
-    from srprune.models.detect import is_import_path
     from srprune.registry import MODELS
 
     return frozenset(s for s in specs if s not in MODELS.names() and is_import_path(s))
