@@ -202,7 +202,7 @@ def _spandrel_model(state: dict[str, torch.Tensor], path: str | Path) -> SRModel
                            f"{descriptor.input_channels} input channels; srprune works on RGB")
     cls = type(inner)
     hyper = {k: v for k, v in getattr(inner, "hyperparameters", {}).items()
-             if _plain(v)}
+             if plain_value(v)}
     net = pixel_range_adapted(cls)(**hyper)
     net.load_state_dict(inner.state_dict(), strict=True)
     fused = fuse_reparameterized(net.eval())
@@ -231,11 +231,12 @@ def _exported_name(cls: type, package: str) -> str:
     return cls.__name__
 
 
-def _plain(value: Any) -> bool:
+def plain_value(value: Any) -> bool:
+    """A value a config may hold: a scalar, or lists/tuples of them (never an object)."""
     if isinstance(value, PLAIN):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
+        return all(plain_value(v) for v in value)
     return False
 
 
@@ -260,7 +261,7 @@ def load_import_path(spec: str, scale: int | None, options: dict[str, Any],
         raise SrpruneError(f"{spec}: {module_name} has no callable {attribute!r}")
     if not named_by_user:
         check_artifact_target(factory, spec)
-        if not _plain(list(options.values())):
+        if not plain_value(list(options.values())):
             raise SrpruneError(f"{spec}: the artifact's options are not plain values")
     _check_options(factory, options, spec)
     try:

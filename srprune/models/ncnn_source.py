@@ -47,6 +47,7 @@ from torch.overrides import TorchFunctionMode
 
 from srprune.errors import SrpruneError
 from srprune.io.ncnn import CONV_TYPES, NcnnLayer, NcnnModel, bin_path_for, read_ncnn, read_param
+from srprune.models.detect import plain_value
 from srprune.models.spandrel_zoo import (
     build_resized_spandrel,
     build_spandrel,
@@ -61,7 +62,6 @@ __all__ = ["Fitted", "fit_ncnn_layers", "load_ncnn_model", "ncnn_parity"]
 
 TRACE_SIZE = 32  # LR side of the meta-device pass that records a candidate's layers
 SPAN_MEAN = (0.4488, 0.4371, 0.4040)  # spandrel SPAN's default rgb_mean
-PLAIN = (str, int, float, bool, type(None))
 # calls that only look at a tensor: not a "consumer" of a convolution's output
 _PASSIVE = frozenset(("__get__", "size", "dim", "numel", "type_as", "contiguous", "stride",
                       "is_contiguous", "is_floating_point", "element_size", "__len__",
@@ -821,7 +821,7 @@ def _finish(fit: _Fit, tail: _Tail | None, path: Path) -> tuple[SRModel, str]:
     if candidate.spandrel is not None:
         package, class_name, arch_name, hyper = candidate.spandrel
         full = {k: v for k, v in getattr(fit.meta_net, "hyperparameters", hyper).items()
-                if _plain(v)}
+                if plain_value(v)}
         if tail is not None:
             model = build_resized_spandrel(package, class_name, scale, full,
                                            resize_from=fit.net_scale, resize_mode=tail.mode)
@@ -845,14 +845,6 @@ def _finish(fit: _Fit, tail: _Tail | None, path: Path) -> tuple[SRModel, str]:
     if tail is not None:
         label += f", output resized {tail.mode} x{tail.factor:g} to x{scale}"
     return model, label
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, PLAIN):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    return False
 
 
 # --------------------------------------------------------------------------------- parity
