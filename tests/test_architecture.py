@@ -30,8 +30,9 @@ ALLOWED = {
             "data", "io"},
     "compare": {"core", "api", "measure", "quality", "models", "data", "io"},
     "deploy": {"core", "models", "measure", "quality", "data", "io", "training"},
+    "upscale": {"core", "models", "measure", "io"},
     "cli": {"root", "core", "api", "prune", "training", "measure", "quality", "models", "data",
-            "io", "compare", "deploy"},
+            "io", "compare", "deploy", "upscale"},
     "root": {"core", "api"},
 }
 CORE = {"errors", "registry", "config", "hooks"}

@@ -21,7 +21,8 @@ def _add_commands() -> None:
 
     main.add_command(listing.list_cmd)
     main.add_command(info.info_cmd)
-    for module_name in ("bench", "compress", "train", "evaluate", "compare", "export"):
+    for module_name in ("bench", "compress", "train", "evaluate", "compare", "export",
+                        "upscale"):
         try:
             module = __import__(f"srprune.cli.{module_name}", fromlist=["command"])
         except ModuleNotFoundError as exc:
