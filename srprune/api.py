@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from srprune.config import DISTILL_WEIGHT, FineTune, RunConfig
+from srprune.config import AUTO_LEARNING_RATES, DISTILL_WEIGHT, FineTune, RunConfig
 from srprune.data.images import ImageSet, PatchSampler, open_image_set
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable, save_checkpoint
@@ -25,6 +26,7 @@ from srprune.prune.engine import (
 )
 from srprune.quality.evaluate import evaluate_model
 from srprune.training import distributed
+from srprune.training.loss import ensure_duals
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 from srprune.training.validation import (
     MIN_IMAGES_TO_HOLD_OUT,
@@ -344,36 +346,58 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     import shlex
 
     from srprune.errors import Interrupted
-    from srprune.training.trainer import TrainingInterrupted
+    from srprune.training.trainer import TrainingDiverged, TrainingInterrupted
 
     device = distributed.local_device(config.device)
     lr_dir = config.calibration.lr_dir
     images, held_out = split_holdout(open_image_set(data, model.scale, lr_dir), config.seed)
-    sampler = PatchSampler(images, model.scale, tune.patch, tune.batch, seed=config.seed + 1,
-                           rank=world.rank, ranks=world.size)
-    train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
-                               lr=tune.lr, dual_weight=config.dual_weight, seed=config.seed,
-                               device=device, warmup=tune.steps // 20,
-                               distill_weight=tune.distill_weight,
-                               distill_features=tune.distill_features, bf16=tune.bf16,
-                               channels_last=tune.channels_last)
-    trainer = Trainer(model, sampler, train_config, teacher=teacher)
     judged = held_out or images
     smallest = min(min(pair.hr.shape[:2]) for pair in judged) // model.scale
     validation = validation_patches(judged, model.scale,
                                     min(max(tune.patch, VALIDATION_PATCH), smallest),
                                     VALIDATION_PATCHES, config.seed)
+    ensure_duals(model)
     best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
+    every = tune.eval_every or max(1, tune.steps // 10)
+    rates = list(AUTO_LEARNING_RATES) if tune.lr == "auto" else [float(tune.lr)]
+    tried: list[tuple[float, float]] = []
+    trainer: Trainer | None = None
 
     def evaluate(m: SRModel) -> dict[str, float]:
         psnr = distributed.from_main(lambda: validation.psnr(m, device))
-        best.offer(trainer.step, psnr)
+        best.offer(trainer.step if trainer else 0, psnr)
         return {"psnr": round(psnr, 4)}
 
-    every = tune.eval_every or max(1, tune.steps // 10)
+    train_config = None
     try:
-        log = trainer.run(on_step=(lambda step, _: progress("finetune", step, tune.steps))
-                          if progress else None, evaluate=evaluate, eval_every=every)
+        for attempt, rate in enumerate(rates):
+            sampler = PatchSampler(images, model.scale, tune.patch, tune.batch,
+                                   seed=config.seed + 1, rank=world.rank, ranks=world.size)
+            train_config = TrainConfig(steps=tune.steps, batch=tune.batch, patch=tune.patch,
+                                       lr=rate, dual_weight=config.dual_weight,
+                                       seed=config.seed, device=device,
+                                       warmup=tune.steps // 20,
+                                       distill_weight=tune.distill_weight,
+                                       distill_features=tune.distill_features,
+                                       bf16=tune.bf16, channels_last=tune.channels_last)
+            trainer = Trainer(model, sampler, train_config, teacher=teacher)
+            on_step = ((lambda step, _: progress("finetune", step, tune.steps))
+                       if progress else None)
+            if attempt < len(rates) - 1:
+                # the back-off: the first validation must not fall below the pruned model
+                try:
+                    log = trainer.run(until=every, on_step=on_step, evaluate=evaluate,
+                                      eval_every=every)
+                    first = log.evals[-1]["psnr"] if log.evals else best.start
+                except TrainingDiverged:
+                    first = float("nan")
+                if not first >= best.start:  # lower, or diverged
+                    tried.append((rate, first))
+                    best.restore()
+                    continue
+            log = trainer.run(on_step=on_step, evaluate=evaluate, eval_every=every)
+            tried.append((rate, log.evals[0]["psnr"] if log.evals else best.start))
+            break
     except TrainingInterrupted:
         where = f"interrupted at fine-tuning step {trainer.step}/{tune.steps}"
         out, force = config.output.path, config.output.force
@@ -404,13 +428,19 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
             + (f" --lr-dir {quote(str(lr_dir))}" if lr_dir is not None else "")
             + f" --steps {tune.steps} --checkpoint {quote(str(ckpt))}{distil} "
             "--resume --out NEW.srp") from None
+    assert trainer is not None and train_config is not None
     last = log.evals[-1]["psnr"] if log.evals else best.start
     kept = "last"
     if tune.keep == "best":
         model.net.load_state_dict(best.state)
         kept = "best" if best.step else "start"
     model.net.eval()
-    return {"steps": tune.steps, "lr": tune.lr, "warmup": train_config.warmup,
+    return {"steps": tune.steps, "lr": train_config.lr, "warmup": train_config.warmup,
+            "lr_auto": ({"tried": [[r, round(p, 4) if math.isfinite(p) else None]
+                                   for r, p in tried],
+                         "rule": "first validation not below the pruned model",
+                         "extra_steps": every * (len(tried) - 1)}
+                        if tune.lr == "auto" else None),
             "batch": tune.batch, "patch": tune.patch, "dual_weight": config.dual_weight,
             "distill_weight": tune.distill_weight, "distill_features": tune.distill_features,
             "processes": world.size,
@@ -435,6 +465,15 @@ class _Best:
     def __init__(self, model: SRModel, start: float) -> None:
         self.model, self.start, self.psnr, self.step = model, start, start, 0
         self.state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+        self.start_state = self.state
+        self.duals = ({k: v.detach().clone() for k, v in model.duals.state_dict().items()}
+                      if model.duals is not None else None)
+
+    def restore(self) -> None:
+        """Back to the weights the run started from (net and dual nets)."""
+        self.model.net.load_state_dict(self.start_state)
+        if self.duals is not None:
+            self.model.duals.load_state_dict(self.duals)
 
     def offer(self, step: int, psnr: float) -> None:
         if psnr > self.psnr:

@@ -41,6 +41,15 @@ SCOPES = ("auto", "internal", "all")
 KEEP = ("best", "last")
 #: default weight of the L1 to the unpruned model's output when fine-tuning a pruned model
 DISTILL_WEIGHT = 1.0
+#: ``criterion="auto"`` (the default): a criterion that sees the data when there is data (``cp``
+#: refits the kept channels by least squares), else ``l1``. On the SPAN authors' x4 weights
+#: ``l1`` at half the channels fell to 11.8 dB where ``cp`` kept 29.8 (unpruned 30.8;
+#: benchmarks/RESULTS.md "Real trained weights"): a data-blind ranking is not safe on real nets.
+AUTO_CRITERION = {"with_data": "cp", "without_data": "l1"}
+#: ``finetune_lr="auto"`` (the default): these rates in turn; one is dropped for the next when
+#: the first validation of the run scores below the pruned model (see ``srprune.api``).
+#: 5e-4 suits a weakly trained net (drn-t); a converged one (SPAN x4) needs about 1e-5.
+AUTO_LEARNING_RATES = (5e-4, 1e-4, 2e-5, 4e-6)
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class Selection:
     """What to remove: the ratio, who decides how many channels per unit and which ones."""
 
     ratio: float = 0.0
-    criterion: str = "l1"
+    criterion: str = "l1"  # RunConfig.build resolves "auto" (its default): AUTO_CRITERION
     strategy: str = "uniform"
     scope: str = "auto"
     criterion_options: dict[str, Any] = field(default_factory=dict)
@@ -71,12 +80,20 @@ class Selection:
     compensate: bool = True  # with data: biases absorb removed means (prune.compensation)
 
 
+def rate_text(rate: float | str) -> str:
+    """A learning rate as flags and reports write it: ``5e-04`` -> ``0.0005``, ``auto``."""
+    return rate if isinstance(rate, str) else f"{rate:g}"
+
+
 @dataclass(frozen=True)
 class FineTune:
     """Dual-regression fine-tuning after pruning (``steps`` 0: none).
 
     The learning rate warms up linearly over the first 5 % of the steps, then decays by a
-    cosine. Every ``eval_every`` steps (0: a tenth of the run) the model is scored on fixed
+    cosine. ``lr`` "auto" starts at the first of :data:`AUTO_LEARNING_RATES` and, when the
+    run's first validation scores below the pruned model, restores the pruned weights and
+    starts again at the next (a converged model is wrecked by a rate a weak one needs).
+    Every ``eval_every`` steps (0: a tenth of the run) the model is scored on fixed
     validation patches; ``keep`` "best" returns the best-scoring weights, the pruned ones
     when no step beat them ("last": the weights of the last step). ``distill_weight`` and
     ``distill_features`` weigh the L1 to the unpruned model's SR output and to its features
@@ -87,7 +104,7 @@ class FineTune:
     """
 
     steps: int = 0
-    lr: float = 5e-4
+    lr: float | str = "auto"  # a rate, or "auto": AUTO_LEARNING_RATES, backing off on validation
     batch: int = 16
     patch: int = 32
     keep: str = "best"
@@ -165,7 +182,10 @@ class RunConfig:
         budget = preset(preset_name) if preset_name is not None else API_CALIBRATION
         for key in API_CALIBRATION:
             given.setdefault(key, budget[key])
-        criterion = given.get("criterion", Selection.criterion)
+        if given.get("criterion", "auto") == "auto":
+            given["criterion"] = AUTO_CRITERION[
+                "with_data" if given.get("data") is not None else "without_data"]
+        criterion = given["criterion"]
         strategy = given.get("strategy", Selection.strategy)
         given["criterion_options"] = {
             **preset_options(preset_name, CRITERIA.get(criterion)),
@@ -253,7 +273,8 @@ def _validate(given: dict[str, Any]) -> None:
         raise SrpruneError(f"finetune_keep (--finetune-keep) must be one of {', '.join(KEEP)}, "
                            f"got {given['finetune_keep']!r}")
     _check_int(given, "seed", 0)
-    _check_number(given, "finetune_lr", 0.0, open_low=True)
+    if given.get("finetune_lr") != "auto":
+        _check_number(given, "finetune_lr", 0.0, open_low=True)
     _check_number(given, "dual_weight", 0.0)
     _check_number(given, "distill_weight", 0.0)
     _check_number(given, "distill_features", 0.0)

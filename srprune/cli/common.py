@@ -430,6 +430,24 @@ def lr_dir_option(f: Callable) -> Callable:
     )(f)
 
 
+class LearningRate(click.ParamType):
+    """A learning rate: a positive number, or ``auto`` (chosen during the run)."""
+
+    name = "rate|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float | str:
+        if isinstance(value, float) or value == "auto":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+
+
+LEARNING_RATE = LearningRate()
+
+
 def json_option(f: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 

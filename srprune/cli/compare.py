@@ -13,6 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from srprune.cli.common import (
+    LEARNING_RATE,
     arch_options,
     command_trust,
     console,
@@ -25,7 +26,7 @@ from srprune.cli.common import (
     scale_option,
 )
 from srprune.cli.progress import ProgressReporter
-from srprune.config import FineTune
+from srprune.config import FineTune, rate_text
 
 CRITERIA = "l1,random,cp,thinet,dcp,dr"
 
@@ -58,7 +59,8 @@ CRITERIA = "l1,random,cp,thinet,dcp,dr"
 @click.option("--calib-patch", type=int, default=None, help="LR patch size (preset).")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Fine-tuning steps of every cell (the same budget for all).")
-@click.option("--finetune-lr", type=float, default=FineTune.lr, show_default=True)
+@click.option("--finetune-lr", type=LEARNING_RATE, default=FineTune.lr, show_default=True,
+              help="A rate, or auto (compress --help).")
 @click.option("--finetune-batch", type=int, default=FineTune.batch, show_default=True)
 @click.option("--finetune-patch", type=int, default=FineTune.patch, show_default=True,
               help="LR patch size.")
@@ -166,7 +168,7 @@ def grid_command(spec: Any, out: str, execution: Any) -> str:
             args += [flag, str(value)]
     args += ["--finetune-steps", str(spec.finetune_steps)]
     if spec.finetune_steps:
-        args += ["--finetune-lr", f"{spec.finetune_lr:g}", "--finetune-batch",
+        args += ["--finetune-lr", rate_text(spec.finetune_lr), "--finetune-batch",
                  str(spec.finetune_batch), "--finetune-patch", str(spec.finetune_patch)]
     if spec.eval_pruned:
         args.append("--eval-pruned")

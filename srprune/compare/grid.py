@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srprune.config import FineTune, RunConfig
+from srprune.config import FineTune, RunConfig, rate_text
 from srprune.errors import SrpruneError
 from srprune.registry import CRITERIA, STRATEGIES
 
@@ -75,7 +75,7 @@ class GridSpec:
     calib_batch: int | None = None
     calib_patch: int | None = None
     finetune_steps: int = 0
-    finetune_lr: float = 5e-4
+    finetune_lr: float | str = FineTune.lr
     finetune_batch: int = 16
     finetune_patch: int = 32
     distill_weight: float = FineTune.distill_weight
@@ -261,7 +261,7 @@ def cell_command(spec: GridSpec, cell: Cell, base_model: str | Path,
             args += [flag, str(value)]
     args += ["--finetune-steps", str(spec.finetune_steps)]
     if spec.finetune_steps:
-        args += ["--finetune-lr", f"{spec.finetune_lr:g}",
+        args += ["--finetune-lr", rate_text(spec.finetune_lr),
                  "--finetune-batch", str(spec.finetune_batch),
                  "--finetune-patch", str(spec.finetune_patch)]
     args += ["--distill-weight", f"{spec.distill_weight:g}",

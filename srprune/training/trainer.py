@@ -132,6 +132,10 @@ class TrainLog:
 LOG_FIELDS = frozenset(f.name for f in fields(TrainLog))
 
 
+class TrainingDiverged(SrpruneError):
+    """The loss became NaN or infinite: the learning rate is too high for this model."""
+
+
 class TrainingInterrupted(Interrupted):
     """Ctrl-C stopped :meth:`Trainer.run` at step ``step`` of ``steps`` (a whole step: the
     trainer is exactly resumable there); ``checkpoint`` is where it was saved, or None."""
@@ -228,7 +232,7 @@ class Trainer:
                 self._parameters(), torch.stack([total, primal, dual, distill]).detach().float())
             loss, primal_v, dual_v, distill_v = values.tolist()
             if not math.isfinite(loss):
-                raise SrpruneError(f"training diverged at step {self.step} "
+                raise TrainingDiverged(f"training diverged at step {self.step} "
                                    f"(loss {loss}); lower the learning rate")
             return {"loss": loss, "primal": primal_v, "dual": dual_v, "distill": distill_v}
         except KeyboardInterrupt:  # nothing of this step is kept: put its batch back
