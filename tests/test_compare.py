@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -132,7 +133,13 @@ def test_grid_writes_every_output(grid: Path) -> None:
             im.verify()
             assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
     html = (grid / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('<img alt="') == 3  # the plots
+    # side-by-side crops: HR, bicubic, unpruned and one model per method, on each eval image
+    crops = re.findall(r'<img class="crop" alt="([^"]+)" src="data:image/png;base64,', html)
+    assert [alt.rsplit(": ", 1)[1] for alt in crops[:5]] == [
+        "HR", "bicubic", "unpruned", "l1 @ 0.3 (seed 0)", "random @ 0.3 (seed 0)"]
+    assert {alt.split(",")[0] for alt in crops} == {"e0", "e1"}
+    assert "dB</span>" in html
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "Verdict per ratio" in html and "unpruned" in html
     assert not list(grid.rglob("*.tmp"))

@@ -8,7 +8,6 @@ import click
 from rich.table import Table
 
 from srprune.cli.common import (
-    LEARNING_RATE,
     check_device,
     console,
     distill_options,
@@ -25,7 +24,6 @@ from srprune.cli.progress import ProgressReporter
 from srprune.config import FineTune, RunConfig
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable
-from srprune.quality.advice import quality_drop_advice
 
 
 @click.command("compress")
@@ -34,12 +32,7 @@ from srprune.quality.advice import quality_drop_advice
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load first.")
 @click.option("--ratio", type=float, default=None,
               help="Fraction of the primal net's parameters to remove, in [0, 1).")
-@click.option("--criterion", default="auto", show_default=True,
-              help="Channel criterion name; auto: cp (least-squares refit of the kept "
-                   "channels) with --data, l1 without.")
-@click.option("--compensate/--no-compensate", default=True, show_default=True,
-              help="With --data: the consumers' biases absorb the mean of the removed "
-                   "channels (criteria that refit biases skip it).")
+@click.option("--criterion", default="l1", show_default=True, help="Channel criterion name.")
 @click.option("--strategy", default="uniform", show_default=True, help="Search strategy name.")
 @click.option("--scope", type=click.Choice(["auto", "internal", "all"]), default="auto",
               show_default=True, help="internal: block-inner channels only; all: trunks too; "
@@ -76,9 +69,7 @@ from srprune.quality.advice import quality_drop_advice
               help="Strategy option (repeatable).")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Dual-regression fine-tuning steps after pruning (needs --data).")
-@click.option("--finetune-lr", type=LEARNING_RATE, default=FineTune.lr, show_default=True,
-              help="A rate, or auto: 5e-4, backing off to 1e-4, 2e-5, 4e-6 while the first "
-                   "validation scores below the pruned model.")
+@click.option("--finetune-lr", type=float, default=FineTune.lr, show_default=True)
 @click.option("--finetune-batch", type=int, default=FineTune.batch, show_default=True)
 @click.option("--finetune-patch", type=int, default=FineTune.patch, show_default=True,
               help="LR patch size.")
@@ -96,6 +87,9 @@ from srprune.quality.advice import quality_drop_advice
               help="Fine-tuning: channels-last memory format (CUDA only).")
 @click.option("--eval", "eval_data", default=None, metavar="builtin|DIR",
               help="Report PSNR/SSIM before and after on these images.")
+@click.option("--report", type=click.Path(), default=None, metavar="FILE.html",
+              help="Also write a self-contained HTML page: the numbers and side-by-side crops "
+                   "of --eval images (HR, bicubic, unpruned, compressed) where they differ most.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Artifact to write (.srp).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
@@ -104,7 +98,8 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
             min_width: int, plan_file: str | None, target_latency: float | None,
             speedup: float | None, threads: int, allow_miss: bool,
             criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
-            eval_data: str | None, as_json: bool, **settings: Any) -> None:
+            eval_data: str | None, report: str | None, as_json: bool,
+            **settings: Any) -> None:
     """Compress MODEL (registered name or artifact) and write the pruned model to --out.
 
     \b
@@ -145,7 +140,12 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
     check_plugins(config)
     _refuse_ignored_ratio(settings["strategy"], settings["ratio"])
     check_writable(settings["out"], settings["force"])
+    if report is not None:
+        from srprune.cli.crops_report import check_report, compress_report
+
+        check_report(report, eval_data, settings["force"])
     sr = load_model_arg(model, scale, weights)
+    unpruned = __import__("copy").deepcopy(sr) if report is not None else None
     with distributed.session(config.device) as world, \
             ProgressReporter(quiet=as_json or not world.main) as progress:
         result = compress_model(sr, config=config, progress=progress if world.main else None,
@@ -157,9 +157,9 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
         print_json(summary)
     else:
         _print_report(summary)
-    advice = quality_drop_advice(summary)
-    if advice:
-        click.echo(f"warning: {advice}", err=True)
+    if report is not None:
+        compress_report(report, summary, unpruned, sr, eval_data, settings["device"],
+                        settings["force"])
     _judge_target(summary, speedup, allow_miss)
 
 

@@ -96,10 +96,13 @@ def command(args: tuple[str, ...], out: str, scale: int | None, weights: str | N
     with opened(loaded, _runtime_name(runtime), threads, device) as ups:
         _check_tile(ups, tile)
         tile_side = _auto_tile(ups, tile, tile_pad)
-        _make_folder(out_dir)
-        stats = _run_all(ups, jobs, tile_side, tile_pad, fmt, force, compare)
-        if compare:
-            _write_page(out_dir / PAGE, ups, stats, force)
+        made = _make_folder(out_dir)
+        try:
+            stats = _run_all(ups, jobs, tile_side, tile_pad, fmt, force, compare)
+            if compare and stats.done:
+                _write_page(out_dir / PAGE, ups, stats, force)
+        finally:
+            _remove_if_empty(made)
     _summary(stats, ups, tile_side, tile_pad)
     if stats.failed:  # each was one "error:" line already
         sys.exit(2)
@@ -188,17 +191,32 @@ def _auto_tile(ups: list, tile: int | None, pad: int) -> int | None:
     return min(auto_tile(up.bytes_per_pixel, memory, pad, up.minimum) for up in ups)
 
 
-def _make_folder(folder: Path) -> None:
+def _make_folder(folder: Path) -> list[Path]:
+    """Make ``folder`` (and its missing parents) and prove it takes files; the folders made,
+    so that a run that wrote nothing leaves nothing behind."""
     import os
     import tempfile
 
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".srprune-", suffix=".probe", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        _remove_if_empty(made)
         raise SrpruneError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    return made
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders :func:`_make_folder` made that are still empty (deepest first)."""
+    for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if sub.is_dir() and not any(sub.iterdir()):
+                sub.rmdir()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 # ------------------------------------------------------------------ the run

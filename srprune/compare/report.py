@@ -16,7 +16,6 @@ from typing import Any
 from srprune.compare.grid import GridSpec
 from srprune.compare.stats import Group, Spread
 from srprune.compare.verdict import Verdict
-from srprune.config import rate_text
 
 CSV_FIELDS = ["key", "criterion", "strategy", "method", "ratio", "seed", "status", "error",
               "params", "macs", "ratio_achieved"]
@@ -62,8 +61,7 @@ def header_lines(spec: GridSpec, reference: dict[str, Any], bench: dict[str, Any
     seeds = sorted({int(r["seed"]) for g in groups for r in g.rows})
     steps = f"{spec.finetune_steps} step" + ("s" if spec.finetune_steps != 1 else "")
     tune = (f"{steps} of dual-regression fine-tuning (batch "
-            f"{spec.finetune_batch}, LR patch {spec.finetune_patch}, "
-            f"lr {rate_text(spec.finetune_lr)}, "
+            f"{spec.finetune_batch}, LR patch {spec.finetune_patch}, lr {spec.finetune_lr:g}, "
             f"distillation weight {spec.distill_weight:g})"
             if spec.finetune_steps else "no fine-tuning")
     h, w = spec.input_size
@@ -178,8 +176,9 @@ def png_data_uri(path: Path) -> str:
 def report_html(spec: GridSpec, reference: dict[str, Any], groups: Sequence[Group],
                 verdicts: Sequence[Verdict], bench: dict[str, Any],
                 failures: Sequence[dict[str, Any]], images: Sequence[tuple[str, Path]],
-                command: str) -> str:
-    """One self-contained page: the table, the verdicts and the plots as data URIs."""
+                command: str, crops: str = "") -> str:
+    """One self-contained page: the table, the verdicts, the plots as data URIs and
+    ``crops`` (the side-by-side crops section, :mod:`srprune.compare.crops`)."""
     esc = html.escape
     eval_names = spec.eval_names()
     head, body = table_rows(groups, reference, eval_names, markdown=False,
@@ -217,6 +216,8 @@ def report_html(spec: GridSpec, reference: dict[str, Any], groups: Sequence[Grou
         "<h2>Verdict per ratio</h2>", "<ul>", *items, "</ul>",
         "<h2>Results (Table 3 layout)</h2>", *table,
     ]
+    if crops:
+        parts.append(crops)
     if failures:
         parts += ["<h2>Failed cells</h2>", "<ul>"]
         parts += [f"<li><code>{esc(f['key'])}</code>: {esc(f['error'])}</li>" for f in failures]

@@ -16,6 +16,7 @@ import torch
 
 from srprune.api import check_plugins
 from srprune.compare.cell import failed_row, open_eval_set, reference_row
+from srprune.compare.crops import grid_crops
 from srprune.compare.grid import Cell, GridSpec, check_axes
 from srprune.compare.latency import UNPRUNED, bench_grid
 from srprune.compare.plots import quality_plot, widths_plot
@@ -289,8 +290,10 @@ def write_reports(outcome: Outcome, prep: Prepared, command: str) -> None:
     folder.write_text("table.md", table_markdown(spec, outcome.reference, outcome.groups,
                                                  outcome.verdicts, bench, outcome.failures))
     images = [(title, folder.root / name) for name, title in PLOTS]
+    crops = grid_crops(prep.model, outcome.rows, prep.eval_sets[0], names[0],
+                       spec.trusted_imports)
     folder.write_text("report.html", report_html(spec, outcome.reference, outcome.groups,
                                                  outcome.verdicts, bench, outcome.failures,
-                                                 images, command))
+                                                 images, command, crops))
     outcome.files = [folder.root / n for n in ("results.json", "results.csv", "table.md",
                                                "report.html")] + paths

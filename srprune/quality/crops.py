@@ -16,13 +16,13 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from srprune.quality.metrics import psnr_y, rgb_to_y
+from srprune.quality.metrics import bicubic_upscale, psnr_y, rgb_to_y
 
 SHOW = 224  # CSS pixels a crop is shown at (enlarged with square pixels)
 THUMB = 280  # longest side of the whole-image thumbnail
@@ -122,6 +122,21 @@ def crop_sets(image: str, outputs: Sequence[tuple[str, np.ndarray]],
     return sets
 
 
+def image_set_crops(runs: Sequence[tuple[str, Callable[[np.ndarray], np.ndarray]]],
+                    images: Sequence, scale: int, limit: int = 3,
+                    per_image: int = 2) -> list[CropSet]:
+    """Crops of the first ``limit`` images of an evaluation set (``ImagePair``: HR and LR):
+    HR, bicubic and every ``runs`` entry (label, ``LR HxWx3 -> SR`` function, the unpruned
+    model first), ``per_image`` regions each."""
+    sets: list[CropSet] = []
+    for i in range(min(limit, len(images))):
+        pair = images[i]
+        lr = pair.lr[0]
+        outputs = [(label, np.asarray(run(lr), dtype=np.float32)) for label, run in runs]
+        sets += crop_sets(pair.name, outputs, bicubic_upscale(lr, scale), pair.hr, per_image)
+    return sets
+
+
 def _levels(picture: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(picture, 0, 255)).astype(np.uint8)
 
@@ -206,8 +221,8 @@ def crops_section(sets: Sequence[CropSet], heading: str, note: str = "") -> str:
             elif math.isinf(p.psnr):
                 score = f"identical to {esc(p.against or '')}"
             else:
-                mark = ' best' if best is not None and p.psnr == best and len(scored) > 1 \
-                    else ""
+                mark = ' best' if (best is not None and p.psnr == best and len(scored) > 1
+                                   and p.against == "HR") else ""
                 vs = "" if p.against == "HR" else f" vs {esc(p.against or '')}"
                 score = f'<span class="psnr{mark}">{p.psnr:.2f} dB{vs}</span>'
             alt = f"{s.image}, region {index}: {p.label}"
@@ -215,9 +230,9 @@ def crops_section(sets: Sequence[CropSet], heading: str, note: str = "") -> str:
                          f'src="{png_data_uri(p.pixels)}" onclick="srpZoom(this)">'
                          f"<figcaption>{esc(p.label)}<br>{score}</figcaption></figure>")
         parts.append("</div>")
-    parts += ['<div id="srp-zoom" onclick="this.style.display=\'none\'"><img alt=""><p></p>'
-              "</div>", f"<style>{CROP_STYLE}</style>", f"<script>{CROP_SCRIPT}</script>",
-              "</section>"]
+    parts += ['<div id="srp-zoom" onclick="this.style.display=\'none\'">'
+              '<img class="zoomed" alt=""><p></p></div>', f"<style>{CROP_STYLE}</style>",
+              f"<script>{CROP_SCRIPT}</script>", "</section>"]
     return "\n".join(parts)
 
 
