@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from srprune.cli.common import (
+    LEARNING_RATE,
     check_device,
     console,
     distill_options,
@@ -24,6 +25,7 @@ from srprune.cli.progress import ProgressReporter
 from srprune.config import FineTune, RunConfig
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable
+from srprune.quality.advice import quality_drop_advice
 
 
 @click.command("compress")
@@ -32,7 +34,12 @@ from srprune.io.checkpoint import check_writable
 @click.option("--weights", type=click.Path(), default=None, help="Checkpoint to load first.")
 @click.option("--ratio", type=float, default=None,
               help="Fraction of the primal net's parameters to remove, in [0, 1).")
-@click.option("--criterion", default="l1", show_default=True, help="Channel criterion name.")
+@click.option("--criterion", default="auto", show_default=True,
+              help="Channel criterion name; auto: cp (least-squares refit of the kept "
+                   "channels) with --data, l1 without.")
+@click.option("--compensate/--no-compensate", default=True, show_default=True,
+              help="With --data: the consumers' biases absorb the mean of the removed "
+                   "channels (criteria that refit biases skip it).")
 @click.option("--strategy", default="uniform", show_default=True, help="Search strategy name.")
 @click.option("--scope", type=click.Choice(["auto", "internal", "all"]), default="auto",
               show_default=True, help="internal: block-inner channels only; all: trunks too; "
@@ -69,7 +76,9 @@ from srprune.io.checkpoint import check_writable
               help="Strategy option (repeatable).")
 @click.option("--finetune-steps", type=int, default=0, show_default=True,
               help="Dual-regression fine-tuning steps after pruning (needs --data).")
-@click.option("--finetune-lr", type=float, default=FineTune.lr, show_default=True)
+@click.option("--finetune-lr", type=LEARNING_RATE, default=FineTune.lr, show_default=True,
+              help="A rate, or auto: 5e-4, backing off to 1e-4, 2e-5, 4e-6 while the first "
+                   "validation scores below the pruned model.")
 @click.option("--finetune-batch", type=int, default=FineTune.batch, show_default=True)
 @click.option("--finetune-patch", type=int, default=FineTune.patch, show_default=True,
               help="LR patch size.")
@@ -157,6 +166,9 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
         print_json(summary)
     else:
         _print_report(summary)
+    advice = quality_drop_advice(summary)
+    if advice:
+        click.echo(f"warning: {advice}", err=True)
     if report is not None:
         compress_report(report, summary, unpruned, sr, eval_data, settings["device"],
                         settings["force"])

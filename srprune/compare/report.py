@@ -16,6 +16,7 @@ from typing import Any
 from srprune.compare.grid import GridSpec
 from srprune.compare.stats import Group, Spread
 from srprune.compare.verdict import Verdict
+from srprune.config import rate_text
 
 CSV_FIELDS = ["key", "criterion", "strategy", "method", "ratio", "seed", "status", "error",
               "params", "macs", "ratio_achieved"]
@@ -61,7 +62,8 @@ def header_lines(spec: GridSpec, reference: dict[str, Any], bench: dict[str, Any
     seeds = sorted({int(r["seed"]) for g in groups for r in g.rows})
     steps = f"{spec.finetune_steps} step" + ("s" if spec.finetune_steps != 1 else "")
     tune = (f"{steps} of dual-regression fine-tuning (batch "
-            f"{spec.finetune_batch}, LR patch {spec.finetune_patch}, lr {spec.finetune_lr:g}, "
+            f"{spec.finetune_batch}, LR patch {spec.finetune_patch}, "
+            f"lr {rate_text(spec.finetune_lr)}, "
             f"distillation weight {spec.distill_weight:g})"
             if spec.finetune_steps else "no fine-tuning")
     h, w = spec.input_size
