@@ -103,15 +103,8 @@ def match_registered(state: dict[str, torch.Tensor],
         spec = MODELS.get(name)
         if not isinstance(spec, ModelSpec) or spec.family == "spandrel":
             continue
-        fits = []
-        for candidate in spec.scales:
-            try:
-                with torch.device("meta"):
-                    model = spec.build(spec.config_for(candidate))
-            except Exception:  # a builder that cannot run on meta: skip it
-                continue
-            if _shapes(model.net.state_dict()) == want:
-                fits.append(candidate)
+        fits = [candidate for candidate in spec.scales
+                if _registered_shapes(name, spec, candidate) == want]
         if not fits:
             continue
         if scale is not None:
@@ -124,6 +117,28 @@ def match_registered(state: dict[str, torch.Tensor],
                                "alike: pass --scale")
         return spec, fits[0]
     return None
+
+
+# (name, scale) -> (spec, its state-dict shapes or None): a meta build of every registered
+# model costs seconds (DRN alone ~1 s per scale), so each is built once per process
+_SHAPES: dict[tuple[str, int], tuple[ModelSpec, dict[str, tuple[int, ...]] | None]] = {}
+
+
+def _registered_shapes(name: str, spec: ModelSpec,
+                       scale: int) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of ``spec`` built at ``scale`` (None: it cannot build on meta);
+    rebuilt when the name is registered again with another spec."""
+    cached = _SHAPES.get((name, scale))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    try:
+        with torch.device("meta"):
+            shapes: dict[str, tuple[int, ...]] | None = _shapes(
+                spec.build(spec.config_for(scale)).net.state_dict())
+    except Exception:  # a builder that cannot run on meta: skip it
+        shapes = None
+    _SHAPES[(name, scale)] = (spec, shapes)
+    return shapes
 
 
 def match_inferred(state: dict[str, torch.Tensor], scale: int | None = None
