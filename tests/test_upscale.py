@@ -71,10 +71,10 @@ def test_tiled_equals_untiled_where_the_receptive_field_fits_the_pad(edsr_small)
     from srprune.upscale.runner import open_upscaler
 
     up = open_upscaler(edsr_small, "edsr", "torch")
-    lr = smooth(45, 61).astype(np.float32)
+    lr = np.ascontiguousarray(smooth(45, 61).astype(np.float32).transpose(2, 0, 1))
     whole = up.run(lr)
     tiled = upscale_tiled(up.run, lr, 4, plan_tiles((45, 61), 16, 12, up.minimum))
-    assert tiled.shape == whole.shape == (180, 244, 3)
+    assert tiled.shape == whole.shape == (3, 180, 244)
     assert np.abs(tiled - whole).max() < 1e-2  # on 0..255: 1/255 of the range is 1.0
     seams = upscale_tiled(up.run, lr, 4, plan_tiles((45, 61), 16, 0, up.minimum))
     assert np.abs(seams - whole).max() > 1.0
@@ -87,7 +87,7 @@ def test_tiled_onnx_runtime_matches_torch(edsr_small):
     torch_up = open_upscaler(edsr_small, "edsr", "torch")
     ort_up = open_upscaler(edsr_small, "edsr", "ort")
     try:
-        lr = smooth(40, 36, seed=1).astype(np.float32)
+        lr = np.ascontiguousarray(smooth(40, 36, seed=1).astype(np.float32).transpose(2, 0, 1))
         tiled = upscale_tiled(ort_up.run, lr, 4, plan_tiles((40, 36), 16, 12, 8))
         assert ort_up.runtime == "onnxruntime" and ort_up.onnx_path.is_file()
         assert np.abs(tiled - torch_up.run(lr)).max() < 1.0

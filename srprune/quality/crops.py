@@ -237,7 +237,8 @@ def crops_section(sets: Sequence[CropSet], heading: str, note: str = "") -> str:
 
 
 PAGE_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222;
+  padding: 0 16px; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
 p.note { font-size: 13px; color: #444; }
 table { border-collapse: collapse; font-size: 13px; }

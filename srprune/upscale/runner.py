@@ -1,8 +1,9 @@
 """A model as an image upscaler (torch or ONNX Runtime), and one picture through it.
 
 :func:`open_upscaler` turns an ``SRModel`` (anything the model front door loads) or an
-``OnnxModel`` (an ``.onnx`` file run as it is) into an :class:`Upscaler`: an ``LR HxWx3
-float32 -> SR`` function on 0..255 with its scale and smallest usable input. ONNX Runtime
+``OnnxModel`` (an ``.onnx`` file run as it is) into an :class:`Upscaler`: an ``LR 3xHxW
+float32 -> SR`` function on 0..255 with its scale and smallest usable input (channels first:
+the large SR tensors are never transposed per tile). ONNX Runtime
 runs srprune's own export (:func:`srprune.measure.export.export_onnx`, parity checked) in
 the session :func:`srprune.measure.session.make_session` builds for ``bench``, so a tile
 costs what ``srprune bench`` measures at that size.
@@ -33,7 +34,8 @@ PROBE_SIDES = (8, 12, 16, 24, 32, 48, 64)
 
 @dataclass
 class Upscaler:
-    """``run(lr)`` maps LR HxWx3 float32 (0..255) to SR (sH)x(sW)x3 float32 (clipped)."""
+    """``run(lr)`` maps LR 3xHxW float32 (0..255, channels first) to SR 3x(sH)x(sW)
+    float32 (not clipped: the writer clips once)."""
 
     label: str
     scale: int
@@ -60,7 +62,7 @@ def open_upscaler(model: Any, label: str, runtime: str, threads: int = 1,
             h, w = model.fixed_size
             raise SrpruneError(f"{model.path} takes only {h}x{w} inputs (a fixed-size graph); "
                                "give the model it was exported from, or a dynamic export")
-        return Upscaler(label, model.scale, "onnxruntime", model.upscaler(threads),
+        return Upscaler(label, model.scale, "onnxruntime", _ort_run(model.path, threads),
                         onnx_path=Path(model.path))
     minimum = model_minimum(model, label)
     per_pixel = activation_bytes(model)
@@ -78,10 +80,23 @@ def _torch_run(model: Any, threads: int, device: str) -> Callable[[np.ndarray], 
     top = float(model.rgb_range)
 
     def run(lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].to(device)
+        x = torch.from_numpy(lr)[None].to(device)
         with torch.inference_mode():
             sr = model(x)[0].clamp_(0, top)
-        return sr.permute(1, 2, 0).cpu().numpy()
+        return sr.cpu().numpy()
+
+    return run
+
+
+def _ort_run(path: str | Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """One tile through an ORT session as ``bench`` times it: (1, 3, h, w) in, out, as is."""
+    from srprune.measure.session import make_session
+
+    session = make_session(path, threads)
+    feed = session.get_inputs()[0].name
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        return session.run(None, {feed: lr[None]})[0][0]
 
     return run
 
@@ -90,7 +105,6 @@ def _exported(model: Any, label: str, threads: int, minimum: int,
               per_pixel: float | None) -> Upscaler:
     """srprune's own ONNX export of ``model`` in a temporary folder, parity checked."""
     from srprune.measure.export import check_parity, export_onnx
-    from srprune.measure.onnx_file import open_onnx
 
     folder = tempfile.TemporaryDirectory(prefix="srprune-upscale-")
     try:
@@ -101,12 +115,12 @@ def _exported(model: Any, label: str, threads: int, minimum: int,
             raise SrpruneError(f"{label} exports to ONNX only at a fixed input size; use "
                                "--runtime torch for it")
         check_parity(model, path, size, threads=threads, name=label, photo=False)
-        onnx = open_onnx(path, threads)
+        run = _ort_run(path, threads)
     except BaseException:
         folder.cleanup()
         raise
-    return Upscaler(label, model.scale, "onnxruntime", onnx.upscaler(threads), minimum,
-                    per_pixel, path, [folder.cleanup])
+    return Upscaler(label, model.scale, "onnxruntime", run, minimum, per_pixel, path,
+                    [folder.cleanup])
 
 
 def model_minimum(model: Any, label: str) -> int:
@@ -161,20 +175,22 @@ def upscale_picture(up: Upscaler, picture: Picture, tile: int | None, pad: int,
     """``picture`` upscaled by ``up`` in tiles (alpha in its own pass)."""
     tiles = tiles_for(up, picture, tile, pad)
     total = len(tiles) * passes(picture)
-    rgb = upscale_tiled(up.run, picture.rgb, up.scale, tiles,
-                        None if on_tile is None else lambda i, _n: on_tile(i, total))
+    lr = np.ascontiguousarray(picture.rgb.transpose(2, 0, 1), dtype=np.float32)
+    sr = upscale_tiled(up.run, lr, up.scale, tiles,
+                       None if on_tile is None else lambda i, _n: on_tile(i, total))
     alpha = picture.alpha
     if alpha is not None:
         if _constant(alpha):
-            alpha = np.full(rgb.shape[:2], float(alpha.flat[0]), dtype=np.float32)
+            alpha = np.full(sr.shape[1:], float(alpha.flat[0]), dtype=np.float32)
         else:
-            grey = np.ascontiguousarray(np.repeat(alpha[..., None], 3, axis=2))
+            grey = np.ascontiguousarray(np.broadcast_to(alpha, (3, *alpha.shape)),
+                                        dtype=np.float32)
             done = len(tiles)
             alpha = upscale_tiled(
                 up.run, grey, up.scale, tiles,
                 None if on_tile is None else lambda i, _n: on_tile(done + i, total)
-            ).mean(axis=2)
-    return picture.with_pixels(rgb, alpha)
+            ).mean(axis=0)
+    return picture.with_pixels(sr.transpose(1, 2, 0), alpha)  # a view: HxWx3 again
 
 
 def _constant(values: np.ndarray) -> bool:

@@ -75,24 +75,26 @@ def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
 def upscale_tiled(run: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int,
                   tiles: list[Tile], on_tile: Callable[[int, int], None] | None = None
                   ) -> np.ndarray:
-    """``run`` (LR HxWx3 float32 -> SR sHxsWx3) over ``tiles`` of ``lr``, stitched.
+    """``run`` (LR 3xHxW float32 -> SR 3x(sH)x(sW)) over ``tiles`` of ``lr``, stitched.
 
-    ``on_tile(done, total)`` is called after each tile.
+    Channels first all the way: a tile's output is pasted row block by row block, with no
+    transposition of the large SR tensor per tile. ``on_tile(done, total)`` is called after
+    each tile.
     """
-    h, w = lr.shape[:2]
+    h, w = lr.shape[1:]
     if len(tiles) == 1 and tiles[0].window == (0, h, 0, w):
         out = _checked(run(lr), (h, w), scale)
         if on_tile is not None:
             on_tile(1, 1)
         return out
-    out = np.empty((h * scale, w * scale, lr.shape[2]), dtype=np.float32)
+    out = np.empty((lr.shape[0], h * scale, w * scale), dtype=np.float32)
     for i, t in enumerate(tiles, 1):
         wy0, wy1, wx0, wx1 = t.window
         y0, y1, x0, x1 = t.core
-        sr = _checked(run(np.ascontiguousarray(lr[wy0:wy1, wx0:wx1])), t.input_size, scale)
+        sr = _checked(run(np.ascontiguousarray(lr[:, wy0:wy1, wx0:wx1])), t.input_size, scale)
         oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
-        out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-            sr[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+        out[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
+            sr[:, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
         if on_tile is not None:
             on_tile(i, len(tiles))
     return out
@@ -100,9 +102,9 @@ def upscale_tiled(run: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale
 
 def _checked(sr: np.ndarray, size: tuple[int, int], scale: int) -> np.ndarray:
     expected = (size[0] * scale, size[1] * scale)
-    if tuple(sr.shape[:2]) != expected:
+    if tuple(sr.shape[1:]) != expected:
         raise SrpruneError(f"the model turned a {size[0]}x{size[1]} tile into "
-                           f"{sr.shape[0]}x{sr.shape[1]}, not {expected[0]}x{expected[1]} "
+                           f"{sr.shape[1]}x{sr.shape[2]}, not {expected[0]}x{expected[1]} "
                            f"(x{scale})")
     return sr
 
