@@ -247,11 +247,14 @@ def _exported_name(cls: type, package: str) -> str:
 
 
 def plain_value(value: Any) -> bool:
-    """A value a config may hold: a scalar, or lists/tuples of them (never an object)."""
+    """A value a config may hold: a scalar, or lists/tuples/str-keyed dicts of them (never an
+    object; AuraSR's ``style_network`` is such a dict)."""
     if isinstance(value, PLAIN):
         return True
     if isinstance(value, (list, tuple)):
         return all(plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain_value(v) for k, v in value.items())
     return False
 
 

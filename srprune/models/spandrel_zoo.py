@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from srprune.errors import SrpruneError
+from srprune.models.spandrel_forwards import FORWARDS as _FUNCTIONAL_FORWARDS
+from srprune.models.spandrel_forwards import PIXEL_RANGE
 from srprune.models.spec import ModelSpec
 from srprune.models.srmodel import SRModel
 
@@ -98,7 +100,7 @@ def pixel_range_adapted(cls: type[nn.Module]) -> type[nn.Module]:
             return cls.forward(self, x / 255.0) * 255.0
 
         _ADAPTED[cls] = type(cls.__name__, (cls,), {
-            "forward": forward, "__module__": __name__,
+            "forward": forward, "__module__": __name__, PIXEL_RANGE: True,
             "__doc__": f"spandrel's {cls.__name__} on RGB in [0, 255]."})
     return _ADAPTED[cls]
 
@@ -189,62 +191,31 @@ def fuse_reparameterized(net: nn.Module) -> int:
     return fused
 
 
-def _functional_partial_conv(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """PLKSR's partial large-kernel conv written as split, conv, concat (the form its
-    training pass uses) instead of an in-place write into a slice of the input: the same
-    numbers, a graph the channel tracer can follow, and no ScatterND in ONNX."""
-    head, tail = torch.split(x, [self.idx, x.size(1) - self.idx], dim=1)
-    out = self.conv(head)
-    if self.with_idt:
-        out = out + head
-    return torch.cat([out, tail], dim=1)
-
-
-def _window_attention(self: nn.Module, x: torch.Tensor,
-                      mask: torch.Tensor | None = None) -> torch.Tensor:
-    """SwinIR's window attention with its head width read from the ``qkv`` layer rather
-    than from the token width (the same numbers unpruned; after the trunk is pruned, the
-    attention keeps its own width)."""
-    batch, tokens, _ = x.shape
-    heads = self.num_heads
-    qkv = self.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    attn = (q * self.scale) @ k.transpose(-2, -1)
-    area = self.window_size[0] * self.window_size[1]
-    bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-    attn = attn + bias.view(area, area, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
-    if mask is not None:
-        windows = mask.shape[0]
-        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
-            mask.unsqueeze(1).unsqueeze(0)
-        attn = attn.view(-1, heads, tokens, tokens)
-    attn = self.attn_drop(self.softmax(attn))
-    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
-    return self.proj_drop(self.proj(out))
-
-
-def _patch_unembed(self: nn.Module, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
-    """SwinIR's tokens back to a feature map, as wide as the tokens are."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], x_size[0], x_size[1])
-
-
-# spandrel classes whose forward is replaced (same numbers; see each function)
-_FUNCTIONAL_FORWARDS: dict[str, Callable[..., torch.Tensor]] = {
-    "PLKConv2d": _functional_partial_conv,
-    "WindowAttention": _window_attention,
-    "PatchUnEmbed": _patch_unembed,
-}
 _FUNCTIONAL: dict[type, type] = {}
 
 
+def _spandrel_base(cls: type) -> type | None:
+    """The spandrel class behind ``cls`` (itself, or the one srprune subclassed), or None."""
+    return next((k for k in cls.__mro__ if k.__module__.startswith("spandrel.")), None)
+
+
 def functional_forwards(net: nn.Module) -> int:
-    """Switch the blocks of :data:`_FUNCTIONAL_FORWARDS` to srprune's forward (the state
-    dict and module tree unchanged); returns how many."""
+    """Switch the blocks of :data:`_FUNCTIONAL_FORWARDS` (see
+    :mod:`srprune.models.spandrel_forwards`) to srprune's forward, the state dict and module
+    tree unchanged; returns how many.
+
+    A spandrel class is switched, and so is srprune's own subclass of one (the [0, 255] net of
+    :func:`pixel_range_adapted`): whole-net forwards (MMRealSR, IPT, GRL, Real-CUGAN) replace
+    the root net's forward and map the pixel range themselves. Checkpoints and registered
+    names both come through here, so both build the same traceable model.
+    """
     switched = 0
     for module in net.modules():
         cls = type(module)
+        if any(k in _FUNCTIONAL.values() for k in cls.__mro__):
+            continue  # switched already (or srprune subclassed a switched class)
         forward = _FUNCTIONAL_FORWARDS.get(cls.__name__)
-        if forward is None or not cls.__module__.startswith("spandrel."):
+        if forward is None or _spandrel_base(cls) is None:
             continue
         if cls not in _FUNCTIONAL:
             _FUNCTIONAL[cls] = type(cls.__name__, (cls,), {
