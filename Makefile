@@ -1,4 +1,5 @@
 # Two commands for a fresh machine: `make demo` and `make test` (both install into .venv).
+# `make docs` builds the documentation site (mkdocs, strict) into out/site.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,15 +9,15 @@ STAMP := $(VENV)/.srprune-installed
 NO_TESTPLUGIN := $(VENV)/.srprune-no-testplugin
 OUT := out
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 $(STAMP): Makefile pyproject.toml plugins/srprune-hrank/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU torch first (the pin is on local disk here; elsewhere see README "CPU-only torch")
+	# CPU torch first (the pin is on local disk here; elsewhere see docs/getting-started.md)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
-	# spandrel without its torchvision pin, which would replace the CPU torch (README "zoo")
+	# spandrel without its torchvision pin, which would replace the CPU torch (docs/models.md)
 	$(PY) -m pip install -q --no-deps "spandrel>=0.4.2,<0.5"
 	$(PY) -m pip install -q safetensors einops typing_extensions
 	$(PY) -m pip install -q -e plugins/srprune-hrank
@@ -50,6 +51,10 @@ test: $(STAMP) $(NO_TESTPLUGIN)
 
 lint: $(STAMP) $(NO_TESTPLUGIN)
 	$(VENV)/bin/ruff check .
+
+# the site: mkdocs-material + mkdocstrings (the dev extra); the test suite builds it too
+docs: $(STAMP) $(NO_TESTPLUGIN)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis

@@ -1,7 +1,8 @@
 """Write docs/results.md, the curated headline figures, from benchmarks/results/*.json.
 
-    python benchmarks/results_page.py            # rewrite docs/results.md and its plots
-    python benchmarks/results_page.py --check    # exit 1 if docs/results.md is out of date
+    python benchmarks/results_page.py            # rewrite docs/results.md, its plots and
+                                                 # the README's headline table
+    python benchmarks/results_page.py --check    # exit 1 if either is out of date
 
 Every figure on the page is computed here from the raw files the benchmarks wrote, so a
 re-run of a benchmark (same output path) followed by this script updates the page. Each
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
 IMG = ROOT / "docs" / "img"
+README = ROOT / "README.md"  # its headline table, between the markers
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 
 # Machines as the notebook describes them (the raw files only say "x86_64").
 VNNI = "2-vCPU VM, AMD EPYC with AVX-512 and VNNI, onnxruntime 1.32.0, torch 2.13.0+cpu"
@@ -155,15 +158,11 @@ def gap() -> str:
     return "\n".join(lines)
 
 
-def latency_psnr(plots: bool) -> str:
-    data = load("latency-psnr-drn-t.json")
-    rows = data["rows"]
+def headline_table() -> str:
+    """FP32 and INT8 latency and PSNR of drn-t, pruned and not: the README's headline."""
+    rows = load("latency-psnr-drn-t.json")["rows"]
     base = next(r["latency_ms"] for r in rows if r["label"] == "unpruned" and r["kind"] == "FP32")
-    lines = ["## Latency against PSNR: prune, quantize, or both\n",
-             "drn-t x4 and four pruned, fine-tuned drn-t, each as FP32 and INT8 ONNX on ONNX "
-             f"Runtime, 1 thread, {data['input_size'][0]}x{data['input_size'][1]} LR, one "
-             "interleaved run; Y-PSNR on the built-in photos.\n",
-             "| model | FP32: ms | FP32: dB | INT8: ms | INT8: dB | INT8 speed-up over unpruned "
+    lines = ["| model | FP32: ms | FP32: dB | INT8: ms | INT8: dB | INT8 speed-up over unpruned "
              "FP32 |", "|---|---:|---:|---:|---:|---:|"]
     by_label: dict[str, dict] = {}
     for r in rows:
@@ -173,7 +172,17 @@ def latency_psnr(plots: bool) -> str:
         lines.append(f"| {label} | {fp['latency_ms']:.1f} | {fp['psnr']:.3f} | "
                      f"{i8['latency_ms']:.1f} | {i8['psnr']:.3f} | "
                      f"{base / i8['latency_ms']:.2f}x |")
-    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def latency_psnr(plots: bool) -> str:
+    data = load("latency-psnr-drn-t.json")
+    rows = data["rows"]
+    lines = ["## Latency against PSNR: prune, quantize, or both\n",
+             "drn-t x4 and four pruned, fine-tuned drn-t, each as FP32 and INT8 ONNX on ONNX "
+             f"Runtime, 1 thread, {data['input_size'][0]}x{data['input_size'][1]} LR, one "
+             "interleaved run; Y-PSNR on the built-in photos.\n",
+             headline_table()]
     def draw(ax):
         for kind, marker in (("FP32", "o"), ("INT8", "s")):
             pts = [r for r in rows if r["kind"] == kind]
@@ -379,14 +388,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=PAGE)
     args = ap.parse_args(argv)
     text = render(plots=not args.check)
+    readme = README.read_text()
+    head, rest = readme.split(BEGIN, 1)
+    new_readme = f"{head}{BEGIN}\n{headline_table()}{END}{rest.split(END, 1)[1]}"
     if args.check:
-        if not args.out.exists() or args.out.read_text() != text:
-            print(f"{args.out} is out of date: run python benchmarks/results_page.py",
+        stale = [str(path) for path, want in ((args.out, text), (README, new_readme))
+                 if not path.exists() or path.read_text() != want]
+        if stale:
+            print(f"out of date: {', '.join(stale)}: run python benchmarks/results_page.py",
                   file=sys.stderr)
             return 1
         return 0
     args.out.write_text(text)
-    print(f"wrote {args.out} and {IMG}/results-*.png")
+    README.write_text(new_readme)
+    print(f"wrote {args.out}, {IMG}/results-*.png and the headline table in {README}")
     return 0
 
 

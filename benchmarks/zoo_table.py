@@ -1,9 +1,12 @@
-"""The README's compatibility table, computed: every registered architecture at its published
-configuration (x4 where it has one), its parameter count, how much of it the graph can prune
-with ``--scope all``, whether it exports to ONNX with dynamic axes, and its blocked units.
+"""The zoo table of the Models page (docs/models.md), computed: every registered
+architecture at its published configuration (x4 where it has one), its parameter count, how
+much of it the graph can prune with ``--scope all``, whether it exports to ONNX with dynamic
+axes, and its blocked units.
 
     python benchmarks/zoo_table.py                       # print the markdown table
-    python benchmarks/zoo_table.py --write README.md     # replace the table between markers
+    python benchmarks/zoo_table.py --write               # replace the table in docs/models.md
+    python benchmarks/zoo_table.py --from-json benchmarks/results/zoo-table.json --write
+                                                         # re-render measured rows
     python benchmarks/zoo_table.py --json out.json       # the rows as JSON too
     python benchmarks/zoo_table.py --compress 0.5        # and compress each one for real
 
@@ -38,6 +41,7 @@ from srprune.prune.plan import PlanCost
 from srprune.registry import MODELS
 
 BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "models.md"  # the table's home
 SOURCES = {"spandrel": "spandrel", "drn": "srprune (DRN authors' layout)",
            "srnet": "srprune (test net)"}
 
@@ -157,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=32, help="LR size for export and MACs")
     ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--write", default=None, help="a file with the table markers to update")
+    ap.add_argument("--write", nargs="?", const=str(PAGE), default=None, metavar="FILE",
+                    help="a file with the table markers to update (default: docs/models.md)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None, help="render rows measured earlier")
     ap.add_argument("--compress", type=float, default=None, metavar="RATIO",
@@ -178,13 +183,17 @@ def main(argv: list[str] | None = None) -> int:
                                               indent=1))
     if args.write:
         path = Path(args.write)
-        text = path.read_text()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"{path} has no {BEGIN} ... {END} markers")
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        path.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+        path.write_text(replace_table(path.read_text(), table, path))
     return 0
+
+
+def replace_table(text: str, table: str, path: Path = PAGE) -> str:
+    """``text`` with the table between the markers replaced by ``table``."""
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{table}{END}{tail}"
 
 
 if __name__ == "__main__":

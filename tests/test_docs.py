@@ -137,9 +137,10 @@ def test_included_files_exist():
 
 
 def page_blocks() -> list[tuple[str, str, str]]:
-    """(page, language, code) of every python and bash block outside plugins.md."""
+    """(page, language, code) of every python and bash block of the site and the README
+    (plugins.md's python blocks are the plugin tests above)."""
     found = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
         if page.name == "plugins.md":  # its python blocks are the plugin tests above
             found += [(page.name, "bash", code) for code in blocks("bash", page)]
             continue
@@ -234,6 +235,8 @@ def tiny(argv: list[str]) -> list[str]:
             out += [option, *value]
     if argv[0] == "eval" and "--data" not in out:
         out += ["--data", SET]
+    if argv[0] == "export" and "--int8" in out and "--eval" not in out:
+        out += ["--eval", SET]  # its default is the built-in photos
     return out
 
 
@@ -253,7 +256,7 @@ def photo(seed: int, size: int) -> Image.Image:
 def make_photos(folder: Path) -> None:
     (folder / "photos").mkdir()
     for k in range(6):
-        photo(k, 160).save(folder / "photos" / f"p{k}.png")
+        photo(k, 96).save(folder / "photos" / f"p{k}.png")
 
 
 def make_set5(folder: Path) -> None:
