@@ -44,7 +44,8 @@ def load(name: str) -> dict | list:
 
 
 def raw(*names: str) -> str:
-    return ", ".join(f"[`{n}`](data/{n})" for n in names)
+    # relative to docs/: right on a repository browser; the site's build maps it to data/
+    return ", ".join(f"[`{n}`](../benchmarks/results/{n})" for n in names)
 
 
 def source(command: str, date: str, machine: str, data: str, notebook: str) -> str:

@@ -3,7 +3,9 @@
 * every ``benchmarks/results/**/*.json|csv|png`` is published under ``data/`` (the same
   relative path), so the headline figures on ``results.md`` link to the numbers behind them;
 * ``benchmarks/RESULTS.md`` is published as ``notebook.md``, untouched except that its links
-  into ``results/`` point at the published copies.
+  into ``results/`` point at the published copies;
+* a page's links to ``../benchmarks/results/...`` (right when the markdown is read in the
+  repository) point at the published copies too.
 
 Nothing is written into ``docs/``: the files are added to the build's file collection.
 """
@@ -35,3 +37,8 @@ def on_files(files: Files, config) -> Files:
     head, _, body = text.partition("\n")  # the notebook's title stays first
     files.append(File.generated(config, "notebook.md", content=f"{head}\n\n{NOTE}{body}"))
     return files
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    depth = page.file.src_uri.count("/")
+    return markdown.replace("](../benchmarks/results/", "](" + "../" * depth + "data/")
