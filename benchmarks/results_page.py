@@ -122,7 +122,7 @@ def criteria(plots: bool) -> str:
         ax.set_xticks(range(len(CRITERIA)), CRITERIA)
         ax.set_ylabel("Y-PSNR, built-in photos (dB)")
         ax.set_title("drn-t x4, 100 distilled fine-tuning steps, 3 seeds")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     lines.append(plot("criteria", draw, plots))
     lines.append(source(ft["command"], ft["created"], f"{VNNI}; {ft['cpus']} CPUs",
                         raw("goal-drn-t-100-distilled/results.json",

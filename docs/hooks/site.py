@@ -7,7 +7,9 @@
 * a page's links to ``../benchmarks/results/...`` (right when the markdown is read in the
   repository) point at the published copies too.
 
-Nothing is written into ``docs/``: the files are added to the build's file collection.
+Docstrings cite objects with Sphinx roles (``:func:`x```); the API page shows them as code,
+without the role's prefix. Nothing is written into ``docs/``: the files are added to the
+build's file collection.
 """
 
 from __future__ import annotations
@@ -42,3 +44,10 @@ def on_files(files: Files, config) -> Files:
 def on_page_markdown(markdown: str, page, config, files) -> str:
     depth = page.file.src_uri.count("/")
     return markdown.replace("](../benchmarks/results/", "](" + "../" * depth + "data/")
+
+
+ROLE = re.compile(r":(?:py:)?(?:func|meth|mod|class|data|attr|obj|exc):(?=<code)")
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    return ROLE.sub("", html)
