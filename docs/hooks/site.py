@@ -3,7 +3,8 @@
 * every ``benchmarks/results/**/*.json|csv|png`` is published under ``data/`` (the same
   relative path), so the headline figures on ``results.md`` link to the numbers behind them;
 * ``benchmarks/RESULTS.md`` is published as ``notebook.md``, untouched except that its links
-  into ``results/`` point at the published copies;
+  into ``results/`` point at the published copies and its links to ``../docs/`` pages at
+  those pages;
 * a page's links to ``../benchmarks/results/...`` (right when the markdown is read in the
   repository) point at the published copies too.
 
@@ -36,6 +37,7 @@ def on_files(files: Files, config) -> Files:
             files.append(File.generated(config, uri, abs_src_path=str(path)))
     text = NOTEBOOK.read_text(encoding="utf-8")
     text = re.sub(r"\]\(results/", "](data/", text)
+    text = re.sub(r"\]\(\.\./docs/", "](", text)  # links to site pages, from benchmarks/
     head, _, body = text.partition("\n")  # the notebook's title stays first
     files.append(File.generated(config, "notebook.md", content=f"{head}\n\n{NOTE}{body}"))
     return files
