@@ -162,7 +162,8 @@ def test_dr_lstsq_refit_lowers_the_first_consumers_reconstruction_error():
     errors = {}
     for refit in ("none", "lstsq"):
         model = compress(copy.deepcopy(trained), 0.5, criterion="dr", batches=calib,
-                         criterion_options={**FAST, "refit": refit}, seed=1).model
+                         criterion_options={**FAST, "refit": refit}, seed=1,
+                         strategy_options={"round_to": 1}).model  # the first unit is cut
         errors[refit] = float(torch.nn.functional.mse_loss(
             _consumer_output(model, consumer, calib), want))
     assert errors["lstsq"] < 0.9 * errors["none"]

@@ -24,7 +24,7 @@ def test_options_follow_kwargs_into_base_classes():
     (make_criterion, "dr", {"cache_prefix": "yes"}, r"option cache_prefix: expected true or"),
     (make_criterion, "dr", {"refit": "x"}, r"criterion 'dr': refit must be one of"),
     (make_strategy, "dr-search", {"alpha_lr": "abc"}, r"strategy 'dr-search' option alpha_lr"),
-    (make_strategy, "uniform", {"round_to": 0}, r"strategy 'uniform': round_to and min_width"),
+    (make_strategy, "uniform", {"round_to": 0}, r"strategy 'uniform': round_to must be 'auto'"),
     (make_criterion, "l1", {"x": 1}, r"criterion 'l1' has no option 'x'; its options: none"),
 ])
 def test_bad_options_are_one_line_naming_the_plugin(maker, name, options, message):

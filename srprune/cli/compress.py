@@ -45,8 +45,11 @@ from srprune.quality.advice import quality_drop_advice
               show_default=True, help="internal: block-inner channels only; all: trunks too; "
                                       "auto: internal, or all (with a warning) when internal "
                                       "alone cannot reach --ratio.")
-@click.option("--round-to", type=int, default=1, show_default=True,
-              help="Kept widths are multiples of this (uniform strategy).")
+@click.option("--round-to", type=int, default=None, metavar="N",
+              help="Kept widths are multiples of N (1: exact widths). Default: auto, the "
+                   "channel block ONNX Runtime's blocked convolutions use on this CPU (16 on "
+                   "AVX-512, 8 on AVX2; probed once and cached), finer where the block cannot "
+                   "land near --ratio.")
 @click.option("--min-width", type=int, default=1, show_default=True,
               help="Never keep fewer channels in a unit (uniform strategy).")
 @click.option("--plan", "plan_file", type=click.Path(), default=None,
@@ -103,7 +106,7 @@ from srprune.quality.advice import quality_drop_advice
 @click.option("--out", required=True, type=click.Path(), help="Artifact to write (.srp).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @json_option
-def command(model: str, scale: int | None, weights: str | None, round_to: int,
+def command(model: str, scale: int | None, weights: str | None, round_to: int | None,
             min_width: int, plan_file: str | None, target_latency: float | None,
             speedup: float | None, threads: int, allow_miss: bool,
             criterion_opt: tuple[str, ...], strategy_opt: tuple[str, ...],
@@ -135,8 +138,8 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int,
             if value is not None:
                 strategy_options.setdefault(key, value)
         strategy_options.setdefault("threads", threads)
+    _round_to_option(settings["strategy"], round_to, strategy_options)
     if settings["strategy"] == "uniform":
-        strategy_options.setdefault("round_to", round_to)
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
         strategy_options.setdefault("plan", plan_file)
@@ -179,6 +182,17 @@ class TargetMissed(SrpruneError):
     """The latency target was missed as measured: the artifact is written, exit status 3."""
 
     exit_code = 3
+
+
+def _round_to_option(strategy: str, round_to: int | None, options: dict[str, Any]) -> None:
+    """An explicit ``--round-to N`` goes to the strategy's own option (``align`` for
+    latency); without it every strategy's default (auto: the NCHWc block) holds."""
+    if round_to is None:
+        return
+    if strategy == "from-file":
+        raise SrpruneError("--round-to does not apply to --strategy from-file: its widths "
+                           "come from --plan FILE (drop --round-to)")
+    options.setdefault("align" if strategy == "latency" else "round_to", round_to)
 
 
 def _refuse_ignored_ratio(strategy: str, ratio: float | None) -> None:
@@ -249,6 +263,9 @@ def _print_report(s: dict[str, Any]) -> None:
         blocks = s["removed_blocks"]
         console.print(f"depth: {len(blocks)} residual block(s) removed whole "
                       f"({', '.join(blocks[:4])}{', ...' if len(blocks) > 4 else ''})")
+    rounding = latency.get("round_to")
+    if rounding and rounding > 1:
+        asked += f", widths in multiples of {rounding}"
     console.print(f"{asked}, achieved {s['ratio_achieved']:.3f} "
                   f"(fraction of primal parameters removed); {s['units']} units; "
                   f"MACs at {s['input_size'][0]}x{s['input_size'][1]} LR; "

@@ -246,7 +246,8 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
         plan["removed_blocks"] = removed
     model.plan = plan
     after = model_cost(model, input_size)
-    strategy_report = None
+    report = getattr(strat, "report", None)  # e.g. uniform: the widths' rounding
+    strategy_report = dict(report) if isinstance(report, dict) and report else None
     verify = getattr(strat, "verify", None)
     if callable(verify):  # a strategy with a measured target checks it on the real model
         t0 = time.perf_counter()

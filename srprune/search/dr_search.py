@@ -12,6 +12,9 @@ cheaper). Search runs on a copy: the model's own weights are untouched.
 
 The plan is the argmax option per unit; one global factor then rescales all widths (keeping
 their searched proportions) so that the plan removes the requested fraction of parameters.
+With ``round_to="auto"`` (the default) the options are multiples of :data:`SEARCH_STEP` and
+the final widths multiples of ORT's NCHWc block on this CPU (falling back to finer multiples
+where the block cannot land near the ratio, as ``uniform`` does).
 """
 
 from __future__ import annotations
@@ -31,10 +34,21 @@ from srprune.io.checkpoint import check_writable, write_atomic
 from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Batch, Context, CostModel, Plan, Unit
 from srprune.prune.plan import plan_to_json, plan_to_text
-from srprune.search.base import Strategy, bisect_plan, register_strategy, round_width
+from srprune.search.base import (
+    Strategy,
+    aligned_plan,
+    auto_multiples,
+    bisect_plan,
+    check_round_to,
+    choose_aligned,
+    register_strategy,
+    round_width,
+    rounding_report,
+)
 from srprune.training.loss import dr_loss, ensure_duals
 
 WIDTH_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SEARCH_STEP = 4  # option widths are multiples of this with round_to "auto"
 
 
 @register_strategy("dr-search")
@@ -43,25 +57,31 @@ class DRSearch(Strategy):
 
     Options: ``steps`` (60: alternating alpha/weight steps; presets set it), ``alpha_lr``
     (3e-3), ``alpha_weight_decay`` (1e-3), ``weight_lr`` (1e-4), ``dual_weight`` (lambda of
-    L_DR; default: the run's ``--dual-weight``), ``round_to`` (4: option widths are multiples
-    of it), ``min_width`` (1), ``save`` (path prefix: writes PREFIX.json and PREFIX.txt with the
-    plan; existing files are refused, checked before the search starts), ``force`` (False:
-    True overwrites the save files), ``seed`` (default: the run's ``--seed``).
+    L_DR; default: the run's ``--dual-weight``), ``round_to`` ("auto": options in multiples
+    of :data:`SEARCH_STEP`, final widths in multiples of ORT's NCHWc block; an integer: options
+    and final widths in multiples of it), ``min_width`` (1), ``save`` (path prefix: writes
+    PREFIX.json and PREFIX.txt with the plan; existing files are refused, checked before the
+    search starts), ``force`` (False: True overwrites the save files), ``seed`` (default:
+    the run's ``--seed``).
     """
 
     needs_data = True
     preset_group = "search"
 
     def __init__(self, steps: int = 60, alpha_lr: float = 3e-3, alpha_weight_decay: float = 1e-3,
-                 weight_lr: float = 1e-4, dual_weight: float | None = None, round_to: int = 4,
+                 weight_lr: float = 1e-4, dual_weight: float | None = None,
+                 round_to: int | str | None = "auto",
                  min_width: int = 1, save: str | None = None, force: bool = False,
                  seed: int | None = None) -> None:
-        if steps < 1 or round_to < 1 or min_width < 1:
+        self.round_to = check_round_to(round_to)
+        if steps < 1 or min_width < 1:
             raise SrpruneError("dr-search needs steps >= 1, round_to >= 1 and min_width >= 1")
         self.steps, self.alpha_lr, self.alpha_wd = int(steps), float(alpha_lr), alpha_weight_decay
         self.weight_lr = float(weight_lr)
         self.dual_weight = None if dual_weight is None else float(dual_weight)
-        self.round_to, self.min_width = int(round_to), int(min_width)
+        self.step = self.round_to or SEARCH_STEP  # the options' multiple
+        self.min_width = int(min_width)
+        self.report: dict[str, object] = {}
         self.save, self.force, self.seed = save, bool(force), seed
         self.history: list[dict[str, float]] = []
         for target in self._targets():  # fail now, not after the search
@@ -80,10 +100,10 @@ class DRSearch(Strategy):
         return [Path(f"{self.save}.json"), Path(f"{self.save}.txt")]
 
     def options_for(self, width: int, ratio: float) -> list[int]:
-        """The candidate kept widths of one unit (multiples of ``round_to``, distinct)."""
+        """The candidate kept widths of one unit (multiples of the search step, distinct)."""
         keep = max(1e-6, 1.0 - ratio)
-        widths = {round_width(width, keep * v, self.round_to, max(self.min_width,
-                                                                   min(self.round_to, width)))
+        widths = {round_width(width, keep * v, self.step, max(self.min_width,
+                                                               min(self.step, width)))
                   for v in WIDTH_FACTORS}
         return sorted(widths)
 
@@ -119,7 +139,11 @@ class DRSearch(Strategy):
                 self.history.append({"step": step + 1, "val": loss_val, "train": loss_trn})
                 ctx.report("dr-search", step + 1, self.steps)
         chosen = {name: options[name][int(a.argmax())] for name, a in alphas.items()}
-        plan = _rescale_to_ratio(units, chosen, ratio, cost, self.round_to, self.min_width)
+        multiples = [self.round_to] if self.round_to is not None else auto_multiples()
+        plan, used = choose_aligned(
+            lambda m: _rescale_to_ratio(units, chosen, ratio, cost, m, self.min_width),
+            multiples, cost, ratio)
+        self.report = rounding_report(self.round_to, used, multiples)
         self.probabilities = {n: a.softmax(0).tolist() for n, a in alphas.items()}
         self.chosen, self.options = chosen, options
         if self.save:
@@ -194,14 +218,11 @@ def _mask_hook(conv: nn.Conv2d, index: torch.Tensor, alpha: torch.Tensor,
 
 def _rescale_to_ratio(units: Sequence[Unit], chosen: Plan, ratio: float, cost: CostModel,
                       round_to: int, min_width: int) -> Plan:
-    """Scale all chosen widths by one factor so the parameter reduction matches ``ratio``."""
+    """Scale all chosen widths by one factor so the parameter reduction matches ``ratio``
+    (kept widths multiples of ``round_to``, :func:`~srprune.search.base.aligned_plan`)."""
     def plan_at(factor: float) -> Plan:
-        plan = {}
-        for u in units:
-            kept = round(chosen[u.name] * factor / round_to) * round_to
-            floor = min(u.width, max(min_width, round_to))
-            plan[u.name] = max(floor, min(u.width, kept))
-        return plan
+        targets = {u.name: chosen[u.name] * factor for u in units}
+        return aligned_plan(units, targets, round_to, max(min_width, round_to))
 
     hi = max(u.width / max(1, chosen[u.name]) for u in units)
     return bisect_plan(plan_at, cost, ratio, 0.0, hi)

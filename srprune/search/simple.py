@@ -7,38 +7,72 @@ from collections.abc import Sequence
 from srprune.errors import SrpruneError
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.prune.plan import read_plan, read_removed_blocks
-from srprune.search.base import Strategy, bisect_plan, register_strategy, round_width
+from srprune.search.base import (
+    Strategy,
+    aligned_plan,
+    auto_multiples,
+    bisect_plan,
+    check_round_to,
+    choose_aligned,
+    register_strategy,
+    rounding_report,
+)
 
 
 @register_strategy("uniform")
 class Uniform(Strategy):
     """One channel-keep fraction for all units, chosen so the parameter reduction hits the target.
 
-    Options: ``round_to`` (kept widths are multiples of it, default 1) and ``min_width``
-    (never keep fewer channels, default 1).
+    Options: ``round_to`` ("auto", the default: multiples of ORT's NCHWc block on this CPU,
+    see below; an integer: multiples of it; 1: exact widths) and ``min_width`` (never keep
+    fewer channels, default 1).
+
+    Aligned widths (``round_to`` above 1): a unit no wider than the multiple stays whole;
+    wider units keep multiples of it, the rounding error carried from unit to unit of the
+    same width (:func:`~srprune.search.base.aligned_plan`), so the achieved ratio stays near
+    the target. With "auto", the block is tried first, then halved multiples down to the
+    width ORT's blocked convs accept, then exact widths: the first whose plan lands within
+    :data:`~srprune.search.base.RATIO_TOLERANCE` of the ratio wins (``report`` says which).
     """
 
-    def __init__(self, round_to: int = 1, min_width: int = 1) -> None:
-        if round_to < 1 or min_width < 1:
-            raise SrpruneError("round_to and min_width must be >= 1")
-        self.round_to, self.min_width = int(round_to), int(min_width)
+    def __init__(self, round_to: int | str | None = "auto", min_width: int = 1) -> None:
+        self.round_to = check_round_to(round_to)
+        if int(min_width) < 1:
+            raise SrpruneError(f"min_width must be >= 1, got {min_width}")
+        self.min_width = int(min_width)
+        self.report: dict[str, object] = {}
 
-    def widths(self, units: Sequence[Unit], fraction: float) -> Plan:
-        return {u.name: round_width(u.width, fraction, self.round_to, self.min_width)
-                for u in units}
+    def widths(self, units: Sequence[Unit], fraction: float, multiple: int | None = None
+               ) -> Plan:
+        """The kept widths at one keep ``fraction`` (multiples of ``multiple``; default:
+        ``round_to``, or exact widths when it is "auto")."""
+        multiple = multiple or self.round_to or 1
+        return aligned_plan(units, {u.name: u.width * fraction for u in units}, multiple,
+                            self.min_width)
 
     def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
+        multiples = [self.round_to] if self.round_to is not None else auto_multiples()
         if ratio == 0:
+            self.report = rounding_report(self.round_to, multiples[0], multiples)
             return {u.name: u.width for u in units}
-        floor = cost.reduction(self.widths(units, 0.0))
-        if floor < ratio - 0.02:
-            raise SrpruneError(
-                f"ratio {ratio:g} is out of reach: pruning every unit in this scope to its "
-                f"minimum width removes only {floor:.1%} of the parameters (--scope all "
-                "also prunes the trunks)"
-            )
-        # over the keep fraction in [0, 1]: reduction(1) <= ratio <= reduction(0)
-        return bisect_plan(lambda fraction: self.widths(units, fraction), cost, ratio, 0.0, 1.0)
+
+        def plan_at(multiple: int) -> Plan:
+            floor = cost.reduction(self.widths(units, 0.0, multiple))
+            if floor < ratio - 0.02:
+                aligned = (f" with widths in multiples of {multiple} (--round-to 1: exact "
+                           "widths)" if multiple > 1 else "")
+                raise SrpruneError(
+                    f"ratio {ratio:g} is out of reach: pruning every unit in this scope to its "
+                    f"minimum width{aligned} removes only {floor:.1%} of the parameters "
+                    "(--scope all also prunes the trunks)"
+                )
+            # over the keep fraction in [0, 1]: reduction(1) <= ratio <= reduction(0)
+            return bisect_plan(lambda fraction: self.widths(units, fraction, multiple), cost,
+                               ratio, 0.0, 1.0)
+
+        plan, used = choose_aligned(plan_at, multiples, cost, ratio)
+        self.report = rounding_report(self.round_to, used, multiples)
+        return plan
 
 
 @register_strategy("from-file")
