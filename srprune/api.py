@@ -79,8 +79,13 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
                    scale: int | None = None, weights: str | None = None,
                    source: str | None = None, progress: ProgressFn | None = None,
                    config: RunConfig | None = None, trust_import: TrustImport = None,
-                   **settings: Any) -> CompressResult:
+                   round_to: int | None = None, **settings: Any) -> CompressResult:
     """Compress a model (an ``SRModel``, a registered name or an artifact path).
+
+    ``round_to`` (the CLI's ``--round-to``): kept widths are multiples of it (1: exact
+    widths); None (the default) leaves the strategy's own default, "auto": multiples of ONNX
+    Runtime's NCHWc channel block on this CPU (``result.strategy_report["round_to"]`` says
+    what was used). An explicit ``strategy_options`` entry wins.
 
     The run is ``config`` or the flat settings of :meth:`srprune.config.RunConfig.build`
     (``criterion``, ``strategy``, ``scope``, ``data``, ``calib_*``, ``preset``,
@@ -101,8 +106,14 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     "dr-search"), "prune", "eval: pruned", "finetune", "eval: after".
     """
     if config is None:
+        if round_to is not None:
+            from srprune.search.base import round_to_option
+
+            options = dict(settings.get("strategy_options") or {})
+            round_to_option(settings.get("strategy", "uniform"), round_to, options)
+            settings["strategy_options"] = options
         config = RunConfig.build(ratio=ratio, **settings)
-    elif ratio is not None or settings:
+    elif ratio is not None or settings or round_to is not None:
         raise TypeError("pass either config= or flat settings, not both")
     check_plugins(config)
     out, force = config.output.path, config.output.force

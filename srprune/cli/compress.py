@@ -122,6 +122,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int | 
     130 interrupted (what was kept is said on the error line).
     """
     from srprune.api import check_plugins, compress_model  # deferred: fast `--help`
+    from srprune.search.base import round_to_option
     from srprune.training import distributed
 
     check_device(settings["device"])
@@ -138,7 +139,7 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int | 
             if value is not None:
                 strategy_options.setdefault(key, value)
         strategy_options.setdefault("threads", threads)
-    _round_to_option(settings["strategy"], round_to, strategy_options)
+    round_to_option(settings["strategy"], round_to, strategy_options)
     if settings["strategy"] == "uniform":
         strategy_options.setdefault("min_width", min_width)
     if plan_file is not None:
@@ -182,17 +183,6 @@ class TargetMissed(SrpruneError):
     """The latency target was missed as measured: the artifact is written, exit status 3."""
 
     exit_code = 3
-
-
-def _round_to_option(strategy: str, round_to: int | None, options: dict[str, Any]) -> None:
-    """An explicit ``--round-to N`` goes to the strategy's own option (``align`` for
-    latency); without it every strategy's default (auto: the NCHWc block) holds."""
-    if round_to is None:
-        return
-    if strategy == "from-file":
-        raise SrpruneError("--round-to does not apply to --strategy from-file: its widths "
-                           "come from --plan FILE (drop --round-to)")
-    options.setdefault("align" if strategy == "latency" else "round_to", round_to)
 
 
 def _refuse_ignored_ratio(strategy: str, ratio: float | None) -> None:

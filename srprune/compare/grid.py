@@ -114,6 +114,9 @@ class GridSpec:
             "finetune_batch": self.finetune_batch, "finetune_patch": self.finetune_patch,
             "dual_weight": self.dual_weight, "input_size": list(self.input_size),
             "device": self.device, "eval_pruned": self.eval_pruned,
+            # cells keep the strategies' default widths: on ORT's NCHWc block ("auto"), not
+            # exact as before, so a grid of exact-width cells is not resumed as this one
+            "round_to": "auto",
             "run": json.loads(json.dumps(run)),
         }
 

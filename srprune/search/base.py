@@ -70,6 +70,18 @@ def check_round_to(value: object) -> int | None:
     return number
 
 
+def round_to_option(strategy: str, round_to: int | None, options: dict[str, Any]) -> None:
+    """Put an explicit ``round_to`` (the CLI's ``--round-to N``, the API's ``round_to=``) into
+    ``options`` under the strategy's own name for it (``align`` for latency); None leaves every
+    strategy's default ("auto": the NCHWc block). An option already there wins."""
+    if round_to is None:
+        return
+    if strategy == "from-file":
+        raise SrpruneError("--round-to does not apply to --strategy from-file: its widths "
+                           "come from --plan FILE (drop --round-to)")
+    options.setdefault("align" if strategy == "latency" else "round_to", round_to)
+
+
 def auto_multiples() -> list[int]:
     """The multiples ``round_to="auto"`` tries, coarsest first: ORT's NCHWc block here (16 on
     AVX-512, 8 on AVX2), halved down to the width its blocked convs still accept, then 1
