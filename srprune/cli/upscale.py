@@ -79,6 +79,9 @@ def command(args: tuple[str, ...], out: str, scale: int | None, weights: str | N
 
     check_device(device)
     models, inputs = _split(args, compare)
+    if compare and weights is not None:
+        raise SrpruneError("--weights with --compare would give every model the same "
+                           "weights; give each model as its own file instead")
     out_dir = Path(out)
     per_model = [out_dir / _folder_name(m) for m in models] if compare else [out_dir]
     jobs = [find_jobs(inputs, folder, fmt, recursive) for folder in per_model]
@@ -103,7 +106,7 @@ def command(args: tuple[str, ...], out: str, scale: int | None, weights: str | N
                 _write_page(out_dir / PAGE, ups, stats, force)
         finally:
             _remove_if_empty(made)
-    _summary(stats, ups, tile_side, tile_pad)
+    _summary(stats, ups, tile_side, tile_pad, auto=tile is None)
     if stats.failed:  # each was one "error:" line already
         sys.exit(2)
 
@@ -312,10 +315,11 @@ def _write_page(path: Path, ups: list, stats: _Stats, force: bool) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(html_text), force)
 
 
-def _summary(stats: _Stats, ups: list, tile: int | None, pad: int) -> None:
+def _summary(stats: _Stats, ups: list, tile: int | None, pad: int, auto: bool) -> None:
     rate_out = stats.pixels_out / 1e6 / stats.seconds if stats.seconds else 0.0
     rate_in = stats.pixels_in / 1e6 / stats.seconds if stats.seconds else 0.0
-    tiling = f"tiles {tile} px + {pad} px overlap" if tile else "whole images"
+    tiling = (f"tiles of up to {tile} px{' (auto)' if auto else ''} + {pad} px overlap"
+              if tile else "whole images")
     runtime = ups[0].runtime if ups else "?"
     line = (f"{stats.done} image(s) upscaled x{ups[0].scale if ups else '?'} ({runtime}, "
             f"{tiling}): {stats.pixels_in / 1e6:.2f} MP in, {stats.pixels_out / 1e6:.2f} MP "

@@ -62,7 +62,8 @@ def open_upscaler(model: Any, label: str, runtime: str, threads: int = 1,
             h, w = model.fixed_size
             raise SrpruneError(f"{model.path} takes only {h}x{w} inputs (a fixed-size graph); "
                                "give the model it was exported from, or a dynamic export")
-        return Upscaler(label, model.scale, "onnxruntime", _ort_run(model.path, threads),
+        return Upscaler(label, model.scale, "onnxruntime",
+                        _ort_run(model.path, threads, model.scale),
                         onnx_path=Path(model.path))
     minimum = model_minimum(model, label)
     per_pixel = activation_bytes(model)
@@ -88,16 +89,35 @@ def _torch_run(model: Any, threads: int, device: str) -> Callable[[np.ndarray], 
     return run
 
 
-def _ort_run(path: str | Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """One tile through an ORT session as ``bench`` times it: (1, 3, h, w) in, out, as is."""
+def _ort_run(path: str | Path, threads: int, scale: int
+             ) -> Callable[[np.ndarray], np.ndarray]:
+    """Tiles through an ORT session made as ``bench`` makes it: (1, 3, h, w) in, out.
+
+    The output is bound (ORT's I/O binding) to one buffer per tile size, reused: ORT writes
+    into it directly, with no fresh allocation and no copy into a new array per tile. The
+    array returned is therefore only valid until the next call with the same size (the
+    tiler copies each tile's part out at once, and copies a whole-image result).
+    """
     from srprune.measure.session import make_session
 
     session = make_session(path, threads)
     feed = session.get_inputs()[0].name
+    fetch = session.get_outputs()[0].name
+    binding = session.io_binding()
+    buffers: dict[tuple[int, int], np.ndarray] = {}
 
     def run(lr: np.ndarray) -> np.ndarray:
-        return session.run(None, {feed: lr[None]})[0][0]
+        h, w = lr.shape[1:]
+        out = buffers.get((h, w))
+        if out is None:
+            out = buffers[(h, w)] = np.empty((1, lr.shape[0], h * scale, w * scale),
+                                             dtype=np.float32)
+        binding.bind_cpu_input(feed, np.ascontiguousarray(lr[None], dtype=np.float32))
+        binding.bind_output(fetch, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        session.run_with_iobinding(binding)
+        return out[0]
 
+    run.reuses_output = True  # type: ignore[attr-defined]
     return run
 
 
@@ -115,7 +135,7 @@ def _exported(model: Any, label: str, threads: int, minimum: int,
             raise SrpruneError(f"{label} exports to ONNX only at a fixed input size; use "
                                "--runtime torch for it")
         check_parity(model, path, size, threads=threads, name=label, photo=False)
-        run = _ort_run(path, threads)
+        run = _ort_run(path, threads, model.scale)
     except BaseException:
         folder.cleanup()
         raise
