@@ -281,15 +281,16 @@ COMPARE_IMAGES = 6  # pictures on the comparison page
 def _one(up: Any, picture: Any, target: Path, tile: int | None, pad: int, fmt: str,
          force: bool, progress: Any, stats: _Stats) -> Any:
     from srprune.io.checkpoint import write_atomic
-    from srprune.upscale.image_io import encode_picture
+    from srprune.upscale.image_io import encode_samples
     from srprune.upscale.runner import upscale_picture
 
     stage = f"{up.label}: {target.name}"[:40]
     started = time.perf_counter()
     result = upscale_picture(up, picture, tile, pad,
-                             lambda done, total: progress("tiles", done, total, note=stage))
+                             lambda done, total: progress("tiles", done, total, note=stage),
+                             depth=picture.depth if fmt == "png" else 8)
     stats.model_seconds += time.perf_counter() - started
-    data = encode_picture(result, fmt)
+    data = encode_samples(result, fmt)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, lambda tmp: tmp.write_bytes(data), force)
     return result
@@ -303,8 +304,8 @@ def _write_page(path: Path, ups: list, stats: _Stats, force: bool) -> None:
     sets = []
     for name, picture, outputs in stats.results:
         bicubic = bicubic_upscale(picture.rgb, ups[0].scale)
-        sets += crop_sets(name, [(up.label, out.rgb) for up, out in zip(ups, outputs,
-                                                                          strict=True)],
+        sets += crop_sets(name, [(up.label, out.rgb()) for up, out in zip(ups, outputs,
+                                                                            strict=True)],
                           bicubic=bicubic)
     labels = ", ".join(up.label for up in ups)
     note = (f"Models: {labels} (x{ups[0].scale}, {ups[0].runtime}). No ground truth: each "

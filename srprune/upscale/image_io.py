@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,32 +176,82 @@ def to_samples(values: np.ndarray, depth: int) -> np.ndarray:
     """0..255 floats as uint8 or uint16 samples (clipped, rounded half to even)."""
     clipped = np.clip(values, 0.0, 255.0)
     if depth == 16:
-        return np.rint(clipped.astype(np.float64) * 257.0).astype(np.uint16)
+        return np.rint(clipped * np.float32(257.0)).astype(np.uint16)
     return np.rint(clipped).astype(np.uint8)
 
 
+@dataclass
+class Samples:
+    """An upscaled picture as the file will hold it: ``colour`` (C, H, W) with C = 3 (RGB)
+    or 1 (grey), ``alpha`` (H, W) or None, both uint8 or uint16 (``depth`` 8 or 16)."""
+
+    colour: np.ndarray
+    alpha: np.ndarray | None
+    depth: int
+    icc_profile: bytes | None = None
+
+    def rgb(self) -> np.ndarray:
+        """The colour as float32 HxWx3 on 0..255 (for crops and comparisons)."""
+        values = self.colour.astype(np.float32)
+        if self.depth == 16:
+            values /= 257.0
+        if values.shape[0] == 1:
+            values = np.repeat(values, 3, axis=0)
+        return values.transpose(1, 2, 0)
+
+
+def sample_converter(depth: int, grey: bool = False
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+    """Model output (C, h, w) float on 0..255 -> samples of ``depth`` bits; ``grey``: the
+    channels' mean, one channel. The tiler stores each tile this way, so the full-size
+    result is never held as float32 (4 bytes a sample)."""
+
+    def convert(values: np.ndarray) -> np.ndarray:
+        if grey:
+            values = values.mean(axis=0, keepdims=True)
+        return to_samples(values, depth)
+
+    return convert
+
+
+def as_samples(picture: Picture, depth: int | None = None) -> Samples:
+    """A :class:`Picture` (floats) as :class:`Samples` at ``depth`` (default: its own)."""
+    depth = depth or picture.depth
+    colour = sample_converter(depth, picture.grey)(picture.rgb.transpose(2, 0, 1))
+    alpha = None if picture.alpha is None else to_samples(picture.alpha, depth)
+    return Samples(colour, alpha, depth, picture.icc_profile)
+
+
 def encode_picture(picture: Picture, fmt: str) -> bytes:
-    """The file bytes of ``picture`` in ``fmt`` (png, jpg, webp). JPEG has no alpha (the
+    """:func:`encode_samples` of a :class:`Picture`."""
+    return encode_samples(as_samples(picture), fmt)
+
+
+def encode_samples(samples: Samples, fmt: str) -> bytes:
+    """The file bytes of ``samples`` in ``fmt`` (png, jpg, webp). JPEG has no alpha (the
     picture is composited on white) and, like WebP, no 16 bits (written as 8 bits)."""
     fmt = fmt.lower()
-    depth = picture.depth if fmt == "png" else 8
-    rgb, alpha = picture.rgb, picture.alpha
+    colour, alpha, depth = samples.colour, samples.alpha, samples.depth
+    if fmt != "png" and depth == 16:
+        colour = np.rint(colour / 257.0).astype(np.uint8)
+        alpha = None if alpha is None else np.rint(alpha / 257.0).astype(np.uint8)
+        depth = 8
     if fmt == "jpg" and alpha is not None:
-        a = np.clip(alpha, 0, 255)[..., None] / 255.0
-        rgb, alpha = rgb * a + 255.0 * (1.0 - a), None
-    if picture.grey:
-        channels = [rgb.mean(axis=2)] + ([alpha] if alpha is not None else [])
-    else:
-        channels = [rgb] + ([alpha[..., None]] if alpha is not None else [])
-    samples = to_samples(np.dstack(channels) if len(channels) > 1 or channels[0].ndim == 3
-                         else channels[0], depth)
-    if depth == 16 and (samples.ndim == 3):  # RGB, RGBA, LA at 16 bits: Pillow cannot
-        return png16_bytes(samples)
-    im = Image.fromarray(samples)  # uint16 HxW: I;16 (a 16-bit grey PNG)
+        a = alpha.astype(np.float32)[None] / 255.0
+        colour = np.rint(colour * a + 255.0 * (1.0 - a)).astype(np.uint8)
+        alpha = None
+    planes = [colour] + ([alpha[None]] if alpha is not None else [])
+    stacked = np.concatenate(planes, axis=0) if len(planes) > 1 else colour
+    pixels = np.ascontiguousarray(stacked.transpose(1, 2, 0))
+    if pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if depth == 16 and pixels.ndim == 3:  # RGB, RGBA, LA at 16 bits: Pillow cannot
+        return png16_bytes(pixels)
+    im = Image.fromarray(pixels)  # uint16 HxW: I;16 (a 16-bit grey PNG)
     buffer = io.BytesIO()
     options: dict = {}
-    if picture.icc_profile:
-        options["icc_profile"] = picture.icc_profile
+    if samples.icc_profile:
+        options["icc_profile"] = samples.icc_profile
     if fmt == "png":
         im.save(buffer, format="PNG", compress_level=PNG_LEVEL, **options)
     elif fmt == "jpg":

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from srprune.errors import SrpruneError
-from srprune.upscale.image_io import Picture
+from srprune.upscale.image_io import Picture, Samples, sample_converter, to_samples
 from srprune.upscale.tiling import plan_tiles, upscale_tiled
 
 MIN_SIDE = 8  # LR pixels: the smallest input any model is run on (as export and bench)
@@ -191,26 +191,31 @@ def passes(picture: Picture) -> int:
 
 
 def upscale_picture(up: Upscaler, picture: Picture, tile: int | None, pad: int,
-                    on_tile: Callable[[int, int], None] | None = None) -> Picture:
-    """``picture`` upscaled by ``up`` in tiles (alpha in its own pass)."""
+                    on_tile: Callable[[int, int], None] | None = None,
+                    depth: int | None = None) -> Samples:
+    """``picture`` upscaled by ``up`` in tiles (alpha in its own pass), as the samples of
+    ``depth`` bits (default: the picture's own) the file will hold."""
+    depth = depth or picture.depth
     tiles = tiles_for(up, picture, tile, pad)
     total = len(tiles) * passes(picture)
     lr = np.ascontiguousarray(picture.rgb.transpose(2, 0, 1), dtype=np.float32)
-    sr = upscale_tiled(up.run, lr, up.scale, tiles,
-                       None if on_tile is None else lambda i, _n: on_tile(i, total))
+    colour = upscale_tiled(up.run, lr, up.scale, tiles,
+                           None if on_tile is None else lambda i, _n: on_tile(i, total),
+                           sample_converter(depth, picture.grey))
     alpha = picture.alpha
     if alpha is not None:
         if _constant(alpha):
-            alpha = np.full(sr.shape[1:], float(alpha.flat[0]), dtype=np.float32)
+            level = to_samples(np.float32(alpha.flat[0]), depth)
+            alpha = np.full(colour.shape[1:], level, dtype=level.dtype)
         else:
             grey = np.ascontiguousarray(np.broadcast_to(alpha, (3, *alpha.shape)),
                                         dtype=np.float32)
             done = len(tiles)
             alpha = upscale_tiled(
                 up.run, grey, up.scale, tiles,
-                None if on_tile is None else lambda i, _n: on_tile(done + i, total)
-            ).mean(axis=0)
-    return picture.with_pixels(sr.transpose(1, 2, 0), alpha)  # a view: HxWx3 again
+                None if on_tile is None else lambda i, _n: on_tile(done + i, total),
+                sample_converter(depth, grey=True))[0]
+    return Samples(colour, alpha, depth, picture.icc_profile)
 
 
 def _constant(values: np.ndarray) -> bool:

@@ -73,30 +73,34 @@ def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
 
 
 def upscale_tiled(run: Callable[[np.ndarray], np.ndarray], lr: np.ndarray, scale: int,
-                  tiles: list[Tile], on_tile: Callable[[int, int], None] | None = None
-                  ) -> np.ndarray:
+                  tiles: list[Tile], on_tile: Callable[[int, int], None] | None = None,
+                  convert: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """``run`` (LR 3xHxW float32 -> SR 3x(sH)x(sW)) over ``tiles`` of ``lr``, stitched.
 
     Channels first all the way: a tile's output is pasted row block by row block, with no
-    transposition of the large SR tensor per tile. ``on_tile(done, total)`` is called after
-    each tile.
+    transposition of the large SR tensor per tile. ``convert`` turns each tile's part into
+    what is kept (e.g. uint8 samples: the whole result then never exists as float32).
+    ``on_tile(done, total)`` is called after each tile.
     """
     h, w = lr.shape[1:]
+    keep = convert or (lambda values: values)
     if len(tiles) == 1 and tiles[0].window == (0, h, 0, w):
-        out = _checked(run(lr), (h, w), scale)
-        if getattr(run, "reuses_output", False):  # the runner's buffer: ours to keep now
-            out = out.copy()
+        out = keep(_checked(run(lr), (h, w), scale))
+        if convert is None and getattr(run, "reuses_output", False):
+            out = out.copy()  # the runner's buffer: ours to keep now
         if on_tile is not None:
             on_tile(1, 1)
         return out
-    out = np.empty((lr.shape[0], h * scale, w * scale), dtype=np.float32)
+    out = None
     for i, t in enumerate(tiles, 1):
         wy0, wy1, wx0, wx1 = t.window
         y0, y1, x0, x1 = t.core
         sr = _checked(run(np.ascontiguousarray(lr[:, wy0:wy1, wx0:wx1])), t.input_size, scale)
         oy, ox = (y0 - wy0) * scale, (x0 - wx0) * scale
-        out[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-            sr[:, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+        part = keep(sr[:, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
+        if out is None:
+            out = np.empty((part.shape[0], h * scale, w * scale), dtype=part.dtype)
+        out[:, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = part
         if on_tile is not None:
             on_tile(i, len(tiles))
     return out
