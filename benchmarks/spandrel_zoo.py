@@ -86,13 +86,17 @@ ARCHS: list[Arch] = [
     Arch("ATD", "ATD", "ATD", {"embed_dim": 24, "depths": [2], "num_heads": [2],
                               "window_size": 8, "category_size": 32, "num_tokens": 16,
                               "reducted_dim": 4, "mlp_ratio": 2.0, "upscale": 4,
-                              "upsampler": "pixelshuffledirect"}),
+                              "upsampler": "pixelshuffledirect"},
+         note="blocked: window attention (wqkv -> proj) and the token-dictionary attention "
+              "(trunk -> wq) break when narrowed, so the trunk and every qkv stay whole"),
     Arch("AuraSR", "AuraSR", "AuraSR", {
         "dim": 16, "image_size": None, "input_image_size": None,
         "style_network": {"dim_in": 16, "dim_out": 64, "depth": 1},
         "up_dim_mults": [1, 2, 2, 4, 4], "down_dim_mults": [2, 4, 4],
         "attn_depths": [1, 1, 1, 1, 1], "mid_attn_depth": 1, "self_attn_dim_head": 8,
-        "self_attn_heads": 8}, note="a GAN: its forward samples noise"),
+        "self_attn_heads": 8},
+         note="a GAN: style-modulated convs (kernels computed at run time) neither trace nor "
+              "export; its forward samples noise"),
     Arch("Compact", "Compact", "Compact", {"num_feat": 16, "num_conv": 4, "upscale": 4}),
     Arch("CRAFT", "CRAFT", "CRAFT", {"embed_dim": 48, "depths": [1], "num_heads": [2],
                                     "window_size": 16, "split_size_0": 4,
@@ -109,7 +113,9 @@ ARCHS: list[Arch] = [
     Arch("ESRGAN", "ESRGAN", "ESRGAN", {"num_filters": 16, "num_blocks": 2, "scale": 4}),
     Arch("FDAT", "FDAT", "FDAT", {"embed_dim": 24, "num_groups": 2, "depth_per_group": 2,
                                  "num_heads": 2, "window_size": 8, "mid_dim": 16,
-                                 "scale": 4}),
+                                 "scale": 4},
+         note="blocked: each qkv's channels meet fixed-width slices of the trunk; the trunk "
+              "would empty conv_after"),
     Arch("GRL", "GRL", "GRL", {"embed_dim": 16, "depths": [1], "num_heads_window": [1],
                               "num_heads_stripe": [1], "window_size": 8,
                               "stripe_size": [8, 8], "mlp_ratio": 2.0, "upscale": 2,
@@ -118,12 +124,16 @@ ARCHS: list[Arch] = [
                                          upscale=4)),
     Arch("IPT", "IPT", "IPT", {"patch_size": 24, "patch_dim": 3, "n_feats": 16,
                               "scale": [2], "num_heads": 12, "num_layers": 1},
-         size=24, other=24, note="runs on one patch size; spandrel tiles larger inputs"),
+         size=24, other=24,
+         note="blocked: a position embedding per token of its one patch size; narrowing the "
+              "head or the transformer breaks the token matmuls. spandrel tiles larger inputs"),
     Arch("MMRealSR", "MMRealSR", "MMRealSR", {
         "num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 16, "num_block": 1,
         "num_grow_ch": 8, "num_feats": [16, 32, 64, 128], "num_blocks": [1, 1, 1, 1]}),
     Arch("MoESR", "MoESR", "MoESR", {"dim": 16, "n_blocks": 2, "n_block": 1,
-                                    "upsample_dim": 16, "scale": 4}),
+                                    "upsample_dim": 16, "scale": 4},
+         note="blocked: in each gated block one part of fc1 gates the other, and the "
+              "depthwise branches take fixed-size splits"),
     Arch("MoSR", "MoSR", "MoSR", {"dim": 16, "n_block": 2, "upscale": 4}),
     Arch("OmniSR", "OmniSR", "OmniSR", {"num_feat": 16, "res_num": 1, "window_size": 8,
                                        "up_scale": 4}),
