@@ -97,3 +97,15 @@ def test_no_compensate_reaches_the_engine(tmp_path):
         states[flag] = result.model.net.state_dict()
     differ = [k for k in states[True] if not torch.equal(states[True][k], states[False][k])]
     assert differ and all(k.endswith("bias") for k in differ), differ
+
+
+def test_the_default_with_data_falls_back_per_unit_where_cp_cannot_refit():
+    """OmniSR's attention gates feed Linear layers: cp ranks those units by L1 (a warning names
+    each) and refits the others, so the default criterion works on every zoo model."""
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match=r"feeds the Linear .* \(not a convolution\); its "
+                                         "channels are chosen by L1 magnitude"):
+        result = compress_model(build_model("omnisr", 4, pretrained=False), 0.5, data="builtin",
+                                calib_batches=1, calib_batch=2, calib_patch=16,
+                                input_size=(16, 16))
+    assert result.criterion == "cp" and abs(result.ratio_achieved - 0.5) < 0.03

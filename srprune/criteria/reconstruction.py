@@ -68,10 +68,10 @@ class ReconstructionCriterion(SelectionCriterion):
             raise SrpruneError(f"{self.who}: cannot keep {n_keep} of {unit.width} channels "
                                f"in unit {unit.name}")
         grouped = grouped_consumer(unit)
-        if grouped is not None:  # a grouped conv reads it: no reconstruction, l1 instead
-            warnings.warn(f"{self.who}: unit {unit.name} feeds the grouped convolution "
-                          f"{grouped}; its channels are chosen by L1 magnitude, without "
-                          "reconstruction", UserWarning, stacklevel=2)
+        if grouped is not None:  # a grouped conv or a Linear reads it: l1 instead
+            warnings.warn(f"{self.who}: unit {unit.name} feeds {grouped}; its channels are "
+                          "chosen by L1 magnitude, without reconstruction", UserWarning,
+                          stacklevel=2)
             scores = L1Magnitude().score(unit, ctx)
             return sorted(int(j) for j in torch.topk(scores, n_keep).indices)
         stats = collect_stats(unit, ctx, self.samples, self.target, self.who)

@@ -82,10 +82,14 @@ class ConsumerStats:
 
 
 def grouped_consumer(unit: Unit) -> str | None:
-    """The name of a grouped or depthwise conv consumer of ``unit`` (None: all are plain)."""
+    """What makes ``unit`` impossible to reconstruct by least squares over conv patches: "the
+    grouped convolution NAME" or "the Linear NAME (not a convolution)"; None when every
+    consumer is a plain (groups 1) convolution."""
     for name, module, _ in unit.consumer_modules():
         if isinstance(module, nn.Conv2d) and module.groups != 1:
-            return name
+            return f"the grouped convolution {name}"
+        if not isinstance(module, nn.Conv2d):
+            return f"the {type(module).__name__} {name} (not a convolution)"
     return None
 
 
