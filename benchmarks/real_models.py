@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--lr", default="auto")
     parser.add_argument("--input-size", type=int, nargs=2, default=(64, 64))
     parser.add_argument("--json", required=True)
+    parser.add_argument("--title", default=None, help="heading on the docs page")
     parser.add_argument("--artifacts", default="/tmp/real-models")
     parser.add_argument("--fidelity", action="store_true")
     parser.add_argument("--latency", action="store_true")
@@ -181,6 +182,8 @@ def main() -> None:
     Path(args.artifacts).mkdir(parents=True, exist_ok=True)
     path = Path(args.json)
     data = load_rows(path)
+    if args.title:
+        data["title"] = args.title
     data.update({"model": args.model, "data": args.data, "eval": args.eval,
                  "machine": cpu_name(), "torch_threads": os.environ.get("OMP_NUM_THREADS")})
     for name in filter(None, args.arms.split(",")):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 PLOT = "img/real-models.png"
+FLOOR_DB = -5.0  # the plot's lowest change; arms below it sit on it, labelled with their value
 
 
 def _psnr(q: dict[str, Any] | None) -> str:
@@ -28,6 +29,8 @@ def _speed(row: dict[str, Any]) -> str:
 
 def _arm(row: dict[str, Any]) -> str:
     text = f"`{row['criterion']}`, {row['strategy']}"
+    if row["strategy"] == "uniform":
+        text += " " + row["arm"].split("@")[0].rsplit("-", 1)[-1]
     report = row.get("strategy_report") or {}
     if row["strategy"] == "latency" and report.get("target_speedup"):
         text += f" {report['target_speedup']:g}x"
@@ -87,12 +90,16 @@ def plot(datasets: list[tuple[str, dict[str, Any]]], path: Path) -> None:
                    for r in rows if bool(r.get("finetune")) == tuned]
             if pts:
                 xs, ys = zip(*pts)
+                ys = [max(y, FLOOR_DB) for y in ys]
                 ax.scatter(xs, ys, label=f"{title}, {'fine-tuned' if tuned else 'no fine-tuning'}")
         for r in rows:
             q = r["quality_after"] if r.get("finetune") else (r.get("quality_pruned")
                                                                or r["quality_after"])
-            ax.annotate(r["arm"], (r["speedup"], q["psnr"] - base), fontsize=7,
+            change = q["psnr"] - base
+            label = r["arm"] if change >= FLOOR_DB else f"{r['arm']} ({change:.1f} dB, below)"
+            ax.annotate(label, (r["speedup"], max(change, FLOOR_DB)), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
+    ax.set_ylim(FLOOR_DB - 0.3, 0.3)
     ax.axhline(-0.10, color="grey", lw=0.8, ls="--")
     ax.axhline(-0.25, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("measured ONNX Runtime speed-up (1 thread)")
@@ -117,7 +124,8 @@ def page(datasets: list[tuple[str, dict[str, Any]]]) -> str:
     for title, data in datasets:
         lat = data.get("latency") or {}
         out += [f"## {title}", "",
-                f"Source: `{data['source_json']}`; machine: {data.get('machine', '?')}; "
+                f"Source: `{data['source_json']}`; machine: {data.get('machine', '?')} "
+                "(this project's 2-core VM, shared with other jobs); "
                 + (f"latency {lat['threads']} thread(s), {lat['input_size'][0]}x"
                    f"{lat['input_size'][1]} LR, median of {lat['runs']} interleaved runs, "
                    f"{lat['date']}." if lat else "latency not measured yet."), ""]
@@ -137,7 +145,7 @@ def main() -> None:
     for name in args.json:
         data = json.loads(Path(name).read_text())
         data["source_json"] = name
-        title = Path(data["model"]).stem.replace("_", " ")
+        title = data.get("title") or Path(data["model"]).stem.replace("_", " ")
         datasets.append((title, data))
     text = page(datasets)
     target = Path(args.write)
