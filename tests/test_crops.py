@@ -18,6 +18,7 @@ from PIL import Image
 
 from srprune.cli import main
 from srprune.quality.crops import (
+    SHOW,
     choose_regions,
     crop_sets,
     crops_section,
@@ -125,7 +126,8 @@ COLOURS = {"A": (230, 30, 200), "B": (20, 200, 60), "bicubic": (40, 90, 240)}
 
 def test_the_page_renders_with_its_crops_visible(tmp_path: Path):
     """Headless Chromium renders the page: each crop (a flat colour here, so it can be
-    found in the screenshot) shows as a block of its colour at the size it is shown."""
+    found in the screenshot) shows as a block of its colour at the size it is shown
+    (``SHOW`` CSS pixels a side, at device scale 1)."""
     exe = browser()
     if exe is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
@@ -150,5 +152,5 @@ def test_the_page_renders_with_its_crops_visible(tmp_path: Path):
     for name, colour in COLOURS.items():
         mask = (np.abs(pixels - np.array(colour)).max(axis=2) <= 3)
         ys, xs = np.nonzero(mask)
-        assert mask.sum() >= 200 * 200, f"{name}: crop not visible ({mask.sum()} px)"
-        assert ys.max() - ys.min() >= 200 and xs.max() - xs.min() >= 200, name
+        assert mask.sum() >= 0.9 * SHOW**2, f"{name}: crop not visible ({mask.sum()} px)"
+        assert ys.max() - ys.min() >= SHOW - 4 and xs.max() - xs.min() >= SHOW - 4, name

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from srprune.quality.metrics import bicubic_upscale, psnr_y, rgb_to_y
 
-SHOW = 224  # CSS pixels a crop is shown at (enlarged with square pixels)
+SHOW = 200  # CSS pixels a crop is shown at (enlarged; five fit in a row of the reports)
 THUMB = 280  # longest side of the whole-image thumbnail
 
 
