@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srprune.config import AUTO_LEARNING_RATES, DISTILL_WEIGHT, FineTune, RunConfig
-from srprune.data.images import ImageSet, PatchSampler, open_image_set
+from srprune.data.images import ImageSet, PatchSampler, check_patch_fits, open_image_set
 from srprune.errors import SrpruneError
 from srprune.io.checkpoint import check_writable, save_checkpoint
 from srprune.models import SRModel, build_model, resolve_model
@@ -127,6 +127,10 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
         raise SrpruneError("fine-tuning needs training images: pass --data DIR")
     if calib.lr_dir is not None and calib.data is None:
         raise SrpruneError("--lr-dir needs --data (the HR folder its LR files belong to)")
+    tune_images = None
+    if tune.steps:  # a fine-tuning patch that cannot fit fails now, not after the pruning
+        tune_images = open_image_set(calib.data, model.scale, calib.lr_dir)
+        check_patch_fits(tune_images, tune.patch)
     batches = calibration_batches(calib.data, model.scale, calib.batches, calib.batch,
                                   calib.patch, config.seed, progress, lr_dir=calib.lr_dir)
     eval_set = _eval_set(config.evaluate, model.scale)
@@ -141,7 +145,8 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
                                          "eval: pruned")
         if progress is not None:
             progress("finetune", 0, tune.steps)
-        result.finetune = _finetune(model, calib.data, tune, config, progress, teacher)
+        result.finetune = _finetune(model, calib.data, tune, config, progress, teacher,
+                                    tune_images)
         result.seconds["finetune"] = time.perf_counter() - t0
     result.quality_after = _quality(model, eval_set, config.device, progress, "eval: after")
     if out is not None and distributed.is_main():  # under torchrun, rank 0 alone writes
@@ -326,7 +331,8 @@ def _quality(model: SRModel, eval_set: ImageSet | None, device: str,
 
 
 def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
-              progress: ProgressFn | None, teacher: SRModel | None = None) -> dict[str, Any]:
+              progress: ProgressFn | None, teacher: SRModel | None = None,
+              images: ImageSet | None = None) -> dict[str, Any]:
     """Dual-regression fine-tuning of the pruned model (cosine schedule from ``tune.lr``),
     distilling from ``teacher`` (the unpruned model) when ``tune`` asks for it.
 
@@ -340,7 +346,7 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     """
     with distributed.session(config.device) as world:
         distributed.check_batch(tune.batch, "--finetune-batch", world)
-        return _finetune_run(model, data, tune, config, progress, teacher, world)
+        return _finetune_run(model, data, tune, config, progress, teacher, world, images)
 
 
 def _free_path(out: str, suffix: str, force: bool) -> Path:
@@ -353,7 +359,7 @@ def _free_path(out: str, suffix: str, force: bool) -> Path:
 
 def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                   progress: ProgressFn | None, teacher: SRModel | None,
-                  world: distributed.World) -> dict[str, Any]:
+                  world: distributed.World, opened: ImageSet | None = None) -> dict[str, Any]:
     import shlex
 
     from srprune.errors import Interrupted
@@ -361,7 +367,9 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
 
     device = distributed.local_device(config.device)
     lr_dir = config.calibration.lr_dir
-    images, held_out = split_holdout(open_image_set(data, model.scale, lr_dir), config.seed)
+    if opened is None:
+        opened = open_image_set(data, model.scale, lr_dir)
+    images, held_out = split_holdout(opened, config.seed)
     judged = held_out or images
     smallest = min(min(pair.hr.shape[:2]) for pair in judged) // model.scale
     validation = validation_patches(judged, model.scale,

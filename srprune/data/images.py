@@ -528,15 +528,7 @@ class PatchSampler:
             ]
         if not pairs:
             raise SrpruneError("PatchSampler needs at least one image")
-        hr_patch = self.lr_patch * self.scale
-        for pair in pairs:
-            h, w = pair.hr.shape[:2]
-            if h < hr_patch or w < hr_patch:
-                raise SrpruneError(
-                    f"image {pair.name} is {h}x{w} (after mod-crop to x{self.scale}), smaller "
-                    f"than the HR patch {hr_patch}x{hr_patch} "
-                    f"(lr_patch {self.lr_patch} x{self.scale})"
-                )
+        _check_patch(pairs, self.lr_patch, self.scale)
         # the image set's decoded arrays themselves (no copies): HR stays uint8 and only the
         # crops become float32, when a batch is stacked
         hrs = [pair.hr for pair in pairs]
@@ -628,3 +620,19 @@ def _to_nchw(images: list[np.ndarray]) -> torch.Tensor:
     for n, image in enumerate(images):
         batch[n] = image.transpose(2, 0, 1)
     return torch.from_numpy(batch)
+
+
+def _check_patch(pairs: Sequence[ImagePair], lr_patch: int, scale: int) -> None:
+    hr_patch = lr_patch * scale
+    for pair in pairs:
+        h, w = pair.hr.shape[:2]
+        if h < hr_patch or w < hr_patch:
+            raise SrpruneError(
+                f"image {pair.name} is {h}x{w} (after mod-crop to x{scale}), smaller "
+                f"than the HR patch {hr_patch}x{hr_patch} (lr_patch {lr_patch} x{scale})"
+            )
+
+
+def check_patch_fits(images: ImageSet, lr_patch: int) -> None:
+    """One-line error when an image of ``images`` is smaller than an HR training patch."""
+    _check_patch(list(images), lr_patch, images.scale)
