@@ -35,7 +35,7 @@ def _arm(row: dict[str, Any]) -> str:
     if row["strategy"] == "latency" and report.get("target_speedup"):
         text += f" {report['target_speedup']:g}x"
     elif row["strategy"] == "latency":
-        text += f" ({row['arm'].removeprefix('lat')}x asked)"
+        text += f" ({row['arm'].split('@')[0].removeprefix('lat')}x asked)"
     tune = row.get("finetune")
     if tune:
         auto = tune.get("lr_auto")
