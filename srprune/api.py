@@ -25,6 +25,7 @@ from srprune.prune.engine import (
     make_strategy,
 )
 from srprune.quality.evaluate import evaluate_model
+from srprune.search.base import round_to_option
 from srprune.training import distributed
 from srprune.training.loss import ensure_duals
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
@@ -107,8 +108,6 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
     """
     if config is None:
         if round_to is not None:
-            from srprune.search.base import round_to_option
-
             options = dict(settings.get("strategy_options") or {})
             round_to_option(settings.get("strategy", "uniform"), round_to, options)
             settings["strategy_options"] = options

@@ -121,8 +121,11 @@ def command(model: str, scale: int | None, weights: str | None, round_to: int | 
       written and the report printed all the same; --allow-miss: exit 0);
     130 interrupted (what was kept is said on the error line).
     """
-    from srprune.api import check_plugins, compress_model  # deferred: fast `--help`
-    from srprune.search.base import round_to_option
+    from srprune.api import (  # deferred: fast `--help`
+        check_plugins,
+        compress_model,
+        round_to_option,
+    )
     from srprune.training import distributed
 
     check_device(settings["device"])
