@@ -26,12 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from srprune.measure.latency_table import cpu_model
 
 #: name -> compress settings (ratio or latency target, criterion); @STEPS adds fine-tuning
 ARMS: dict[str, dict[str, Any]] = {
@@ -46,16 +47,6 @@ ARMS: dict[str, dict[str, Any]] = {
     "lat2": {"strategy": "latency", "criterion": "cp",
              "strategy_options": {"speedup": 2.0, "threads": 1}},
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_rows(path: Path) -> dict[str, Any]:
@@ -151,7 +142,7 @@ def time_arms(args: argparse.Namespace, data: dict[str, Any]) -> None:
     data["unpruned_latency_ms"] = round(base, 3)
     data["latency"] = {"threads": args.threads, "input_size": list(args.input_size),
                        "runs": args.runs, "interleaved": True, "runtime": "onnxruntime",
-                       "date": time.strftime("%Y-%m-%d"), "machine": cpu_name()}
+                       "date": time.strftime("%Y-%m-%d"), "machine": cpu_model()}
 
 
 def srprune_load(path: str) -> Any:
@@ -185,7 +176,7 @@ def main() -> None:
     if args.title:
         data["title"] = args.title
     data.update({"model": args.model, "data": args.data, "eval": args.eval,
-                 "machine": cpu_name(), "torch_threads": os.environ.get("OMP_NUM_THREADS")})
+                 "machine": cpu_model(), "torch_threads": os.environ.get("OMP_NUM_THREADS")})
     for name in filter(None, args.arms.split(",")):
         key = f"{name}-s{args.seed}"
         if key in data["rows"]:

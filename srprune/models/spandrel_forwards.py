@@ -98,6 +98,21 @@ def _functional_partial_conv(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([out, tail], dim=1)
 
 
+def _masked_window_output(self: nn.Module, attn: torch.Tensor, v: torch.Tensor,
+                          mask: torch.Tensor | None) -> torch.Tensor:
+    """The end every Swin-style window attention shares: the shifted-window mask added per
+    window, softmax, the weighted values and the output projection."""
+    batch, heads, tokens, _ = attn.shape
+    if mask is not None:
+        windows = mask.shape[0]
+        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
+            mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, heads, tokens, tokens)
+    attn = self.attn_drop(self.softmax(attn))
+    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
+    return self.proj_drop(self.proj(out))
+
+
 def _window_attention(self: nn.Module, x: torch.Tensor,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
     """SwinIR's window attention with its head width read from the ``qkv`` layer rather
@@ -111,14 +126,7 @@ def _window_attention(self: nn.Module, x: torch.Tensor,
     area = self.window_size[0] * self.window_size[1]
     bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
     attn = attn + bias.view(area, area, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
-    if mask is not None:
-        windows = mask.shape[0]
-        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
-            mask.unsqueeze(1).unsqueeze(0)
-        attn = attn.view(-1, heads, tokens, tokens)
-    attn = self.attn_drop(self.softmax(attn))
-    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
-    return self.proj_drop(self.proj(out))
+    return _masked_window_output(self, attn, v, mask)
 
 
 def _patch_unembed(self: nn.Module, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
@@ -368,14 +376,7 @@ def _swin2sr_attention(self: nn.Module, x: torch.Tensor,
     table = _cpb_mlp(self.cpb_mlp, self.relative_coords_table).view(-1, heads)
     bias = table[self.relative_position_index.view(-1)].view(area, area, -1)
     attn = attn + 16 * torch.sigmoid(bias.permute(2, 0, 1).contiguous()).unsqueeze(0)
-    if mask is not None:
-        windows = mask.shape[0]
-        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
-            mask.unsqueeze(1).unsqueeze(0)
-        attn = attn.view(-1, heads, tokens, tokens)
-    attn = self.attn_drop(self.softmax(attn))
-    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
-    return self.proj_drop(self.proj(out))
+    return _masked_window_output(self, attn, v, mask)
 
 
 register(f"{_ARCH}Swin2SR.__arch.Swin2SR", "WindowAttention", _swin2sr_attention)
@@ -525,14 +526,7 @@ def _hat_window_attention(self: nn.Module, x: torch.Tensor, rpi: torch.Tensor,
     area = self.window_size[0] * self.window_size[1]
     bias = self.relative_position_bias_table[rpi.view(-1)].view(area, area, -1)
     attn = attn + bias.permute(2, 0, 1).contiguous().unsqueeze(0)
-    if mask is not None:
-        windows = mask.shape[0]
-        attn = attn.view(batch // windows, windows, heads, tokens, tokens) + \
-            mask.unsqueeze(1).unsqueeze(0)
-        attn = attn.view(-1, heads, tokens, tokens)
-    attn = self.attn_drop(self.softmax(attn))
-    out = (attn @ v).transpose(1, 2).reshape(batch, tokens, -1)
-    return self.proj_drop(self.proj(out))
+    return _masked_window_output(self, attn, v, mask)
 
 
 def _hat_overlap_attention(self: nn.Module, x: torch.Tensor, x_size: tuple[int, int],
