@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -231,7 +232,9 @@ def build_spandrel(package: str, class_name: str, scale: int,
     deploy form (:func:`fuse_reparameterized`)."""
     cls = pixel_range_adapted(spandrel_class(package, class_name))
     try:
-        net = cls(**hyperparameters)
+        with warnings.catch_warnings():  # torch's notice about spandrel's own meshgrid calls
+            warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
+            net = cls(**hyperparameters)
     except (TypeError, ValueError, AssertionError) as exc:
         raise SrpruneError(f"spandrel {class_name}: bad hyperparameters: {exc}") from None
     model = SRModel(net=net, scale=scale, arch="spandrel",
