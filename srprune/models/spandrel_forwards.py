@@ -118,14 +118,19 @@ def _window_attention(self: nn.Module, x: torch.Tensor,
     """SwinIR's window attention with its head width read from the ``qkv`` layer rather
     than from the token width (the same numbers unpruned; after the trunk is pruned, the
     attention keeps its own width)."""
+    return _indexed_window_attention(self, x, self.relative_position_index, mask)
+
+
+def _indexed_window_attention(self: nn.Module, x: torch.Tensor, index: torch.Tensor,
+                              mask: torch.Tensor | None) -> torch.Tensor:
+    """Window attention with a learned relative-position bias looked up by ``index``."""
     batch, tokens, _ = x.shape
-    heads = self.num_heads
-    qkv = self.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
     attn = (q * self.scale) @ k.transpose(-2, -1)
     area = self.window_size[0] * self.window_size[1]
-    bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-    attn = attn + bias.view(area, area, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+    bias = self.relative_position_bias_table[index.view(-1)].view(area, area, -1)
+    attn = attn + bias.permute(2, 0, 1).contiguous().unsqueeze(0)
     return _masked_window_output(self, attn, v, mask)
 
 
@@ -518,15 +523,7 @@ def _hat_window_attention(self: nn.Module, x: torch.Tensor, rpi: torch.Tensor,
                           mask: torch.Tensor | None = None) -> torch.Tensor:
     """HAT's window attention (position index passed in) with its head width read from
     ``qkv`` rather than from the token width."""
-    batch, tokens, _ = x.shape
-    heads = self.num_heads
-    qkv = self.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    attn = (q * self.scale) @ k.transpose(-2, -1)
-    area = self.window_size[0] * self.window_size[1]
-    bias = self.relative_position_bias_table[rpi.view(-1)].view(area, area, -1)
-    attn = attn + bias.permute(2, 0, 1).contiguous().unsqueeze(0)
-    return _masked_window_output(self, attn, v, mask)
+    return _indexed_window_attention(self, x, rpi, mask)
 
 
 def _hat_overlap_attention(self: nn.Module, x: torch.Tensor, x_size: tuple[int, int],
