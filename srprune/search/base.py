@@ -150,6 +150,15 @@ def choose_aligned(plan_for: Callable[[int], Plan], multiples: Sequence[int], co
     return best[1], best[2]
 
 
+def rounded_plan(round_to: int | None, plan_for: Callable[[int], Plan], cost: CostModel,
+                 ratio: float) -> tuple[Plan, dict[str, Any]]:
+    """The plan at the multiple ``round_to`` asks for (None: :func:`auto_multiples`, coarsest
+    first, by :func:`choose_aligned`) and the report of its rounding."""
+    multiples = [round_to] if round_to is not None else auto_multiples()
+    plan, used = choose_aligned(plan_for, multiples, cost, ratio)
+    return plan, rounding_report(round_to, used, multiples)
+
+
 def rounding_report(asked: int | None, used: int, multiples: Sequence[int]) -> dict[str, Any]:
     """What the strategy report says of the widths' rounding (the artifact records it)."""
     report: dict[str, Any] = {"round_to": used, "round_to_asked": AUTO if asked is None

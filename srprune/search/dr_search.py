@@ -37,13 +37,11 @@ from srprune.prune.plan import plan_to_json, plan_to_text
 from srprune.search.base import (
     Strategy,
     aligned_plan,
-    auto_multiples,
     bisect_plan,
     check_round_to,
-    choose_aligned,
     register_strategy,
     round_width,
-    rounding_report,
+    rounded_plan,
 )
 from srprune.training.loss import dr_loss, ensure_duals
 
@@ -139,11 +137,10 @@ class DRSearch(Strategy):
                 self.history.append({"step": step + 1, "val": loss_val, "train": loss_trn})
                 ctx.report("dr-search", step + 1, self.steps)
         chosen = {name: options[name][int(a.argmax())] for name, a in alphas.items()}
-        multiples = [self.round_to] if self.round_to is not None else auto_multiples()
-        plan, used = choose_aligned(
+        plan, self.report = rounded_plan(
+            self.round_to,
             lambda m: _rescale_to_ratio(units, chosen, ratio, cost, m, self.min_width),
-            multiples, cost, ratio)
-        self.report = rounding_report(self.round_to, used, multiples)
+            cost, ratio)
         self.probabilities = {n: a.softmax(0).tolist() for n, a in alphas.items()}
         self.chosen, self.options = chosen, options
         if self.save:

@@ -13,8 +13,8 @@ from srprune.search.base import (
     auto_multiples,
     bisect_plan,
     check_round_to,
-    choose_aligned,
     register_strategy,
+    rounded_plan,
     rounding_report,
 )
 
@@ -51,8 +51,8 @@ class Uniform(Strategy):
                             self.min_width)
 
     def plan(self, units: Sequence[Unit], ratio: float, ctx: Context, cost: CostModel) -> Plan:
-        multiples = [self.round_to] if self.round_to is not None else auto_multiples()
         if ratio == 0:
+            multiples = [self.round_to] if self.round_to is not None else auto_multiples()
             self.report = rounding_report(self.round_to, multiples[0], multiples)
             return {u.name: u.width for u in units}
 
@@ -70,8 +70,7 @@ class Uniform(Strategy):
             return bisect_plan(lambda fraction: self.widths(units, fraction, multiple), cost,
                                ratio, 0.0, 1.0)
 
-        plan, used = choose_aligned(plan_at, multiples, cost, ratio)
-        self.report = rounding_report(self.round_to, used, multiples)
+        plan, self.report = rounded_plan(self.round_to, plan_at, cost, ratio)
         return plan
 
 
