@@ -49,6 +49,30 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
+def arm_settings(base: str) -> dict[str, Any]:
+    """An arm's compress settings: a name of ARMS, ``CRITERION-RATIO`` (uniform) or
+    ``latX`` (``cp``, latency strategy at X times the unpruned speed); ``+key=value`` suffixes
+    add strategy options (``lat2+depth=true``)."""
+    base, *extra = base.split("+")
+    if base in ARMS:
+        settings = json.loads(json.dumps(ARMS[base]))
+    elif base.startswith("lat"):
+        settings = {"strategy": "latency", "criterion": "cp",
+                    "strategy_options": {"speedup": float(base[3:]), "threads": 1}}
+    else:
+        criterion, _, ratio = base.rpartition("-")
+        try:
+            settings = {"ratio": float(ratio), "criterion": criterion}
+        except ValueError:
+            raise SystemExit(f"unknown arm {base!r}: use one of {', '.join(ARMS)}, "
+                             "CRITERION-RATIO or latX") from None
+    for item in extra:
+        key, _, value = item.partition("=")
+        options = settings.setdefault("strategy_options", {})
+        options[key] = json.loads(value) if value[:1] in "0123456789tf[{" else value
+    return settings
+
+
 def load_rows(path: Path) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
@@ -80,9 +104,7 @@ def run_arm(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from srprune.models import resolve_model
 
     base, _, steps = name.partition("@")
-    if base not in ARMS:
-        raise SystemExit(f"unknown arm {base!r}; known: {', '.join(ARMS)}")
-    settings = dict(ARMS[base])
+    settings = arm_settings(base)
     steps_n = int(steps or 0)
     out = Path(args.artifacts) / f"{Path(args.json).stem}-{name}-s{args.seed}.srp"
     started = time.time()
