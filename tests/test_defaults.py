@@ -109,3 +109,35 @@ def test_the_default_with_data_falls_back_per_unit_where_cp_cannot_refit():
                                 calib_batches=1, calib_batch=2, calib_patch=16,
                                 input_size=(16, 16))
     assert result.criterion == "cp" and abs(result.ratio_achieved - 0.5) < 0.03
+
+
+def test_a_model_without_dual_nets_gets_them_fitted_before_fine_tuning(tmp_path, monkeypatch):
+    """New dual nets start from a fit to the frozen model (their random start dominated the
+    loss of a converged model); models with their own, or with the dual term off, are left."""
+    import srprune.training.loss as loss
+
+    monkeypatch.setattr(loss, "DUAL_FIT_STEPS", 80)
+    folder = write_photos(tmp_path / "photos", 48, n=5)
+    settings = dict(data=str(folder), criterion="l1", finetune_steps=2, finetune_batch=2,
+                    finetune_patch=8, **TINY)
+    torch.manual_seed(0)
+    fitted = compress_model(build_model("espcn", 4, pretrained=False), 0.3, **settings)
+    duals = fitted.finetune["new_duals"]
+    assert duals["fitted_steps"] == 80 and duals["batches"] == loss.DUAL_FIT_BATCHES
+    assert duals["dual_loss_after"] < 0.6 * duals["dual_loss_before"], duals
+    assert fitted.model.duals is not None
+    off = compress_model(build_model("espcn", 4, pretrained=False), 0.3, dual_weight=0.0,
+                         **settings)
+    assert off.finetune["new_duals"] is None
+    own = compress_model(build_model("drn-t", 4), 0.3, **settings)
+    assert own.finetune["new_duals"] is None
+
+
+def test_fitting_leaves_a_model_with_dual_nets_alone():
+    from srprune.data.images import PatchSampler
+    from srprune.training.loss import fit_new_duals
+
+    model = build_model("drn-t", 4)
+    before = {k: v.clone() for k, v in model.duals.state_dict().items()}
+    assert fit_new_duals(model, PatchSampler.__new__(PatchSampler)) is None
+    assert all(torch.equal(v, before[k]) for k, v in model.duals.state_dict().items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +36,11 @@ class PruneContext:
     dual_weight: float = 0.1
     kept_rows: KeptRows | None = None
     progress: ProgressFn | None = None
+    criterion: Any = None
+    """The run's criterion object (a search may narrow units with it to price them)."""
+    criterion_name: str = ""
+    compensate: bool = False
+    """Whether the engine compensates biases after the criterion (searches do the same)."""
 
     def __post_init__(self) -> None:
         if self.kept_rows is None:

@@ -197,7 +197,8 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
         raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")
     ctx = PruneContext(model=model, original=original, graph=graph, batches=list(batches),
                        device=config.device, seed=config.seed, dual_weight=config.dual_weight,
-                       progress=progress)
+                       progress=progress, criterion=crit, criterion_name=sel.criterion,
+                       compensate=bool(sel.compensate))
     for needs, who in ((crit.needs_data, f"criterion '{sel.criterion}'"),
                        (strat.needs_data, f"strategy '{sel.strategy}'")):
         if needs:

@@ -12,9 +12,13 @@ with the conv outputs' elements. Starting from the full widths, a greedy search 
 step (an eighth of a unit's width by default) at a time from the unit where it saves the
 most predicted time per unit of expected quality lost, until the prediction meets the
 target. Expected quality loss of a unit at width w, with calibration data: the measured mean
-change of the SR output when that unit alone keeps its w strongest channels (L1 filter mass;
-the others zeroed); without data: the share of its L1 filter mass outside the w largest (the
-channels ``l1`` would drop).
+change of the SR output when that unit alone is narrowed to w channels the way the run will
+narrow it (``order`` "criterion": the run's criterion chooses the channels and updates their
+consumers, with the run's bias compensation, :mod:`srprune.search.narrowing`; "l1": its w
+strongest channels by L1 filter mass stay, nothing else changes); without data: the share of
+its L1 filter mass outside the w largest (the channels ``l1`` would drop). On the SPAN
+authors' x4 model the "l1" order priced ``conv_cat`` at 16.9 dB, which ``cp`` halves for
+almost nothing, so the search kept it whole and cut where it hurt (benchmarks/RESULTS.md).
 
 Widths stay multiples of the width ORT's blocked NCHWc convs accept on this CPU
 (:func:`~srprune.measure.nchwc.nchwc_alignment`, probed; ``align``): a conv reading any other
@@ -56,6 +60,7 @@ from srprune.models.srmodel import SRModel
 from srprune.prune.contracts import Context, CostModel, Plan, Unit
 from srprune.search.base import Strategy, register_strategy
 from srprune.search.depth import BLOCK, Depth, measure_depth, removed_in
+from srprune.search.narrowing import narrowed
 
 TOLERANCE = 0.03  # a measured plan this much faster than needed is widened again
 
@@ -71,7 +76,10 @@ class LatencyTarget(Strategy):
     ``align`` ("auto": the width multiple ORT's NCHWc convs accept here; an integer; 1 = any
     width): every unit whose width is a multiple of ``align`` keeps a multiple of it;
     ``refine`` (2: measured rounds), ``quality`` ("measured" or "l1-mass"), ``batches`` (2:
-    calibration batches the sensitivities use), ``depth`` (false: also remove whole residual
+    calibration batches the sensitivities use), ``order`` ("criterion": a unit's sensitivity
+    is measured with the run's criterion choosing the channels and refitting their consumers;
+    "l1": its strongest channels by L1 filter mass, as before: cheaper with slow criteria such
+    as ``dr``), ``depth`` (false: also remove whole residual
     blocks, chosen in the same greedy by measured time saved per measured quality lost;
     needs calibration data), ``nonconv`` ("profile": ORT's profile of the unpruned model
     scales the table to the convs' share of the run and splits the rest into fixed time and
@@ -85,7 +93,8 @@ class LatencyTarget(Strategy):
                  threads: int = 1, levels: int = 8, runs: int = 9,
                  table: str | None = None, align: int | str = "auto",
                  refine: int = 2, quality: str = "measured", batches: int = 2,
-                 depth: bool = False, nonconv: str = "profile") -> None:
+                 depth: bool = False, nonconv: str = "profile",
+                 order: str = "criterion") -> None:
         if (target_ms is None) == (speedup is None):
             raise SrpruneError("strategy latency needs exactly one of --target-latency MS "
                                "(target_ms) and --speedup X (speedup)")
@@ -119,6 +128,10 @@ class LatencyTarget(Strategy):
             raise SrpruneError(f"latency: nonconv must be 'profile' or 'fixed', got "
                                f"{nonconv!r}")
         self.nonconv = nonconv
+        if order not in ("criterion", "l1"):
+            raise SrpruneError(f"latency: order must be 'criterion' or 'l1', got {order!r}")
+        self.order = order
+        self.sensitivity_order = "l1"
         self.needs_data = self.depth  # block losses are measured: checked before any work
         self.removed_blocks: list[str] = []
         self.report: dict[str, Any] = {}
@@ -351,6 +364,8 @@ class LatencyTarget(Strategy):
                                       "width_scaled": round(scaled_ms, 3)},
                        "conv_scale": round(conv_scale, 4),
                        "quality_proxy": "measured" if loss is not None else "l1-mass"}
+        if loss is not None:
+            self.report["sensitivity_order"] = self.sensitivity_order
         if self.depth:
             self.report.update({"blocks_offered": len(depth.names),
                                 "removed_blocks": list(self.removed_blocks),
@@ -382,43 +397,35 @@ class LatencyTarget(Strategy):
         """Mean |SR - SR of the unpruned model| (0..255) on calibration LR patches with only
         one unit narrowed, for every unit and every width the search can give it.
 
-        Narrowing is simulated by zeroing the unit's weakest channels (lowest L1 filter mass,
-        the ones ``l1`` drops) in every conv/linear that writes them: the channels then carry
-        zeros, as if removed (exact for nets whose layers map 0 to 0 after those convs, e.g.
-        ReLU-family activations and residual adds; an approximation after normalization
-        layers). None without calibration data: the search then uses L1 mass alone.
+        A unit is narrowed by :func:`~srprune.search.narrowing.narrowed`: with ``order``
+        "criterion" and the run's criterion in ``ctx`` (the engine puts it there), that
+        criterion chooses the channels and updates their consumers, with the run's bias
+        compensation; otherwise the channels with the lowest L1 filter mass (the ones ``l1``
+        drops) are zeroed. None without calibration data: the search then uses L1 mass alone.
         """
         if not ctx.batches:
             return None
+        criterion = getattr(ctx, "criterion", None) if self.order == "criterion" else None
+        compensate = bool(getattr(ctx, "compensate", False))
+        self.sensitivity_order = "l1" if criterion is None else (
+            getattr(ctx, "criterion_name", "") or type(criterion).__name__)
+        if criterion is not None:
+            criterion.prepare(ctx)
         inputs = [lr[0].to(ctx.device) for lr, _ in ctx.batches[:self.batches]]
         model = ctx.model
         table: dict[str, dict[int, float]] = {}
         with torch.no_grad():
             reference = [model(x) for x in inputs]
-            for done, unit in enumerate(units, 1):
-                producers = unit.producer_modules()
-                saved = [(m.weight.detach().clone(),
-                          None if m.bias is None else m.bias.detach().clone())
-                         for _, m, _ in producers]
-                order = self._order(unit)
-                table[unit.name] = {unit.width: 0.0}
-                try:
-                    for width in range(unit.width - steps[unit.name], floor[unit.name] - 1,
-                                       -steps[unit.name]):
-                        for _, module, index in producers:
-                            rows = index.to(module.weight.device)[order[width:]].flatten()
-                            module.weight[rows] = 0
-                            if module.bias is not None:
-                                module.bias[rows] = 0
-                        table[unit.name][width] = float(np.mean(
-                            [(model(x) - r).abs().mean().item()
-                             for x, r in zip(inputs, reference, strict=True)]))
-                finally:
-                    for (_, module, _), (weight, bias) in zip(producers, saved, strict=True):
-                        module.weight.copy_(weight)
-                        if bias is not None:
-                            module.bias.copy_(bias)
-                ctx.report("latency sensitivity", done, len(units))
+        for done, unit in enumerate(units, 1):
+            order = None if criterion is not None else self._order(unit)
+            table[unit.name] = {unit.width: 0.0}
+            for width in range(unit.width - steps[unit.name], floor[unit.name] - 1,
+                               -steps[unit.name]):
+                with narrowed(unit, width, ctx, criterion, compensate, order), torch.no_grad():
+                    table[unit.name][width] = float(np.mean(
+                        [(model(x) - r).abs().mean().item()
+                         for x, r in zip(inputs, reference, strict=True)]))
+            ctx.report("latency sensitivity", done, len(units))
         return table
 
     @classmethod
