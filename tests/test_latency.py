@@ -114,6 +114,18 @@ def test_random_input_is_fixed_and_in_range() -> None:
     assert x.shape == (2, 3, 8, 10) and x.dtype == np.float32
     assert x.min() >= 0 and x.max() <= 255
     assert np.array_equal(x, random_input((8, 10), batch=2))
+    assert not np.array_equal(x, random_input((8, 10), batch=2, seed=1))
+
+
+def test_the_benchmark_input_is_image_like_not_uniform_noise() -> None:
+    """Neighbouring pixels are strongly correlated (uniform noise: ~0) and the values span
+    most of the range, as in photos."""
+    x = random_input((64, 64), batch=2).astype(np.float64)
+    a, b = x[..., :, :-1].ravel(), x[..., :, 1:].ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.8
+    assert x.max() - x.min() > 0.6 * 255
+    noise = np.random.default_rng(0).random((2, 3, 64, 64))
+    assert abs(np.corrcoef(noise[..., :-1].ravel(), noise[..., 1:].ravel())[0, 1]) < 0.1
 
 
 def test_onnx_file_names_are_distinct_and_safe() -> None:

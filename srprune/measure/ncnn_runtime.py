@@ -8,7 +8,11 @@ runs those files on the CPU here. Settings (see :mod:`srprune.measure.latency` f
   the next model (or ORT, interleaved) runs, like ORT's ``allow_spinning = 0``;
 * float32 by default (``use_fp16_*``/``use_bf16_*`` off): the precision whose parity is
   checked and the one ORT's FP32 numbers use. ``fp16=True`` keeps ncnn's own defaults
-  (float16/bfloat16 storage and arithmetic where the CPU has them), as apps usually run;
+  (its float16 options on, bfloat16 off), as apps usually run; on x86 CPUs, AVX512-FP16
+  included, ncnn 1.0.20261020 computed bit-identical outputs with them (measured on SPAN x4);
+* the timing input is :func:`~srprune.measure.session.random_input`'s image-like field:
+  ncnn does not flush subnormal floats, and uniform noise made them 15 % of a pruned SPAN's
+  sigmoid outputs (0.95x speed-up instead of 1.45x);
 * one call = a float32 NCHW array in, a float32 NCHW array out (the input is copied into an
   ncnn Mat, one extractor per image, the output copied back), as ORT's ``session.run`` is.
 
