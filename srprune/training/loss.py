@@ -117,9 +117,10 @@ def fit_new_duals(model: SRModel, sampler: Any, device: str = "cpu",
                   steps: int | None = None) -> dict[str, Any] | None:
     """New dual nets fitted to the frozen primal before training, for a model that brings none.
 
-    A converged model fine-tuned with the DR loss and dual nets fresh from their random
-    initialisation learns first from the random nets' gradient: on the SPAN authors' x4
-    model their dual term was ~100x the primal one (L1 274 against 2.6 on the 0-255 scale).
+    Fresh from their random initialisation the dual term measures a random net, not the
+    model: on the SPAN authors' x4 model it was ~100x the primal one (L1 274 against 2.6 on
+    the 0-255 scale; fitted 13-16). Fine-tuning results there did not change beyond noise
+    (benchmarks/RESULTS.md), but the DR loss now means what it says.
     ``DUAL_FIT_BATCHES`` batches of ``sampler`` are the fitting data. Returns what was done
     (``None``: the model has dual nets, nothing changed).
     """
