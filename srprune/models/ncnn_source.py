@@ -901,7 +901,7 @@ def ncnn_parity(model: SRModel, param_path: str | Path, size: tuple[int, int] = 
     try:
         extractor = net.create_extractor()
         lr = np.ascontiguousarray((x[0] / model.rgb_range * in_range).numpy(), dtype=np.float32)
-        extractor.input(parsed.input_blob, ncnn.Mat(lr))
+        extractor.input(parsed.input_blob, ncnn.Mat(lr).clone())  # a copy: see ncnn_runtime
         status, out = extractor.extract(parsed.output_blob)
         theirs = torch.from_numpy(np.array(out, dtype=np.float32).copy()) / in_range
         extractor.clear()
