@@ -493,3 +493,34 @@ def test_cli_ratio_with_the_latency_strategy_is_refused(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("error: --ratio does not apply to --strategy latency")
     assert not (tmp_path / "x.srp").exists()
+
+
+def test_auto_scope_lets_the_trunks_go_when_a_speed_target_needs_them():
+    """ESRGAN keeps few MACs in block-inner channels (6 blocks: at most 23.7 %): a 1.5x target
+    (at least a third of the MACs) widens ``auto`` to ``all`` with a warning; 1.2x does not."""
+    import warnings
+
+    from srprune.prune.engine import resolve_scope
+    from srprune.prune.graph import SRGraph
+
+    torch.manual_seed(0)
+    model = build_model("esrgan", 4, pretrained=False, hyperparameters={"num_blocks": 6})
+    graph = SRGraph(model.net, model.scale)
+    assert LatencyTarget(speedup=1.5).mac_share_needed == pytest.approx(1 / 3)
+    assert LatencyTarget(target_ms=5.0).mac_share_needed == 0.0
+    with pytest.warns(UserWarning, match=r"at most 23\.7% of the MACs.*--scope all"):
+        assert resolve_scope("auto", graph, 0.0, (16, 16),
+                             LatencyTarget(speedup=1.5).mac_share_needed) == "all"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_scope("auto", graph, 0.0, (16, 16),
+                             LatencyTarget(speedup=1.2).mac_share_needed) == "internal"
+        assert resolve_scope("auto", graph, 0.0, (16, 16)) == "internal"
+        assert resolve_scope("internal", graph, 0.0, (16, 16), 0.9) == "internal"
+
+
+def test_an_unreachable_target_in_the_internal_scope_names_scope_all(analytic_table):
+    with pytest.raises(SrpruneError, match="out of reach.*--scope all lets the trunks go"):
+        srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency", scope="internal",
+                         strategy_options={"speedup": 50.0, "runs": 2, "refine": 0},
+                         input_size=SIZE)

@@ -89,14 +89,31 @@ REACH_MARGIN = 0.02  # the strategies' own tolerance on the ratio
 
 
 def resolve_scope(scope: str, graph: SRGraph, ratio: float,
-                  input_size: tuple[int, int]) -> str:
+                  input_size: tuple[int, int], macs: float = 0.0) -> str:
     """``auto``: block-inner channels (``internal``) when pruning them alone can reach
     ``ratio``, else trunks too (``all``), said in a ``warning:`` line. Most released nets
     (ESRGAN, OmniSR, CARN, SwinIR, PLKSR) keep most of their parameters in trunk-coupled
-    layers, so ``internal`` alone stops far below 50 %."""
+    layers, so ``internal`` alone stops far below 50 %.
+
+    A strategy with a speed target has no ratio; ``macs`` is then the share of the MACs it
+    must remove at least (``1 - 1/speedup``: convs run no faster than their MACs shrink),
+    and trunks join when the block-inner channels alone cannot remove that much. Without
+    it (ESRGAN: 0.7 % of the parameters are block-inner) a latency target failed as out of
+    reach, after minutes of measuring."""
     if scope != "auto":
         return scope
     internal = graph.units("internal")
+    if ratio <= 0 and macs > 0:
+        cost = PlanCost(graph, input_size)
+        most = 1.0 - cost.macs({u.name: 1 for u in internal}) / cost.macs({}) \
+            if internal else 0.0
+        if most >= macs:
+            return "internal"
+        warnings.warn(f"block-inner channels alone remove at most {most:.1%} of the MACs, "
+                      f"short of the {macs:.1%} the speed target needs at least: pruning the "
+                      "trunks too (--scope all; pass --scope internal to keep them)",
+                      stacklevel=2)
+        return "all"
     if ratio <= 0:
         return "internal"
     floor = (PlanCost(graph, input_size).reduction({u.name: 1 for u in internal})
@@ -191,7 +208,7 @@ def compress(model: SRModel, ratio: float | None = None, batches: Sequence[Batch
     graph = SRGraph(model.net, model.scale, protect=sel.protect)
     warn_uncovered(graph)
     scope = resolve_scope(sel.scope, graph, sel.ratio if strat.uses_ratio else 0.0,
-                          input_size)
+                          input_size, float(getattr(strat, "mac_share_needed", 0.0) or 0.0))
     units = graph.units(scope)
     if not units:
         raise SrpruneError(f"the model has no prunable unit in scope '{scope}'")

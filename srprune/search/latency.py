@@ -136,6 +136,12 @@ class LatencyTarget(Strategy):
         self.removed_blocks: list[str] = []
         self.report: dict[str, Any] = {}
 
+    @property
+    def mac_share_needed(self) -> float:
+        """The least share of the MACs a ``speedup`` target must remove (0 for ``target_ms``,
+        unknown before the unpruned model is timed): the engine's ``auto`` scope reads it."""
+        return 1.0 - 1.0 / self.speedup if self.speedup else 0.0
+
     def _block(self) -> int:
         """The width multiple units keep: what ORT's NCHWc convs accept here, or ``align``."""
         if self.align == "auto":
@@ -264,7 +270,8 @@ class LatencyTarget(Strategy):
                 f"latency target {target:.2f} ms is out of reach: the smallest model the graph "
                 f"allows in this scope is predicted at {smallest:.2f} ms (unpruned "
                 f"{base_ms:.2f} ms, {self.threads} thread(s), input {input_size[0]}x"
-                f"{input_size[1]})")
+                f"{input_size[1]})" + ("" if any(u.kind != "internal" for u in units) else
+                                       "; --scope all lets the trunks go too"))
         total_steps = sum((keep[n] - floor[n]) // steps[n] + 1 for n in keep) \
             + len(depth.names)
         done = 0
