@@ -1,8 +1,9 @@
 """Write docs/real-models.md (tables and a PSNR-vs-speed plot) from benchmarks/real_models.py JSON.
 
 Every figure on the page comes from the JSON files named on the command line (default: the
-four of DEFAULT_JSON); a re-run of the benchmark followed by this script updates the page:
-    python benchmarks/real_models_page.py benchmarks/results/real-span-x4-aligned.json \\
+five of DEFAULT_JSON); a re-run of the benchmark followed by this script updates the page:
+    python benchmarks/real_models_page.py benchmarks/results/real-span-x4-order.json \\
+        benchmarks/results/real-span-x4-aligned.json \\
         benchmarks/results/real-span-x4.json benchmarks/results/real-animevideov3-x4.json \\
         benchmarks/results/real-esrgan-x4plus.json --write docs/real-models.md
 Side-by-side crops (PNG strips written by benchmarks/real_crops.py into docs/img/real-crops/,
@@ -21,7 +22,7 @@ from typing import Any
 PLOT = "img/real-models.png"
 CROPS = "img/real-crops"  # benchmarks/real_crops.py's strips and sidecars, beside the page
 DEFAULT_JSON = [f"benchmarks/results/real-{name}.json" for name in (
-    "span-x4-aligned", "span-x4", "animevideov3-x4", "esrgan-x4plus")]
+    "span-x4-order", "span-x4-aligned", "span-x4", "animevideov3-x4", "esrgan-x4plus")]
 FLOOR_DB = -5.0  # the plot's lowest change; arms below it sit on it, labelled with their value
 
 
@@ -34,14 +35,17 @@ def _speed(row: dict[str, Any]) -> str:
 
 
 def _arm(row: dict[str, Any]) -> str:
+    name, *overrides = row["arm"].split(":")  # cp-0.5@500:dual_weight=0
     text = f"`{row['criterion']}`, {row['strategy']}"
     if row["strategy"] == "uniform":
-        text += " " + row["arm"].split("@")[0].rsplit("-", 1)[-1]
+        text += " " + name.split("@")[0].rsplit("-", 1)[-1]
     report = row.get("strategy_report") or {}
     if row["strategy"] == "latency" and report.get("target_speedup"):
         text += f" {report['target_speedup']:g}x"
     elif row["strategy"] == "latency":
-        text += f" ({row['arm'].split('@')[0].removeprefix('lat')}x asked)"
+        text += f" ({name.split('@')[0].split('+')[0].removeprefix('lat')}x asked)"
+    if overrides:
+        text += ", " + ", ".join(f"`{item}`" for item in overrides)
     tune = row.get("finetune")
     if tune:
         auto = tune.get("lr_auto")
