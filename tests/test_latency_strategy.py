@@ -520,7 +520,7 @@ def test_auto_scope_lets_the_trunks_go_when_a_speed_target_needs_them():
 
 
 def test_an_unreachable_target_in_the_internal_scope_names_scope_all(analytic_table):
-    with pytest.raises(SrpruneError, match="out of reach.*--scope all lets the trunks go"):
+    with pytest.raises(SrpruneError, match=r"out of reach.*--scope all lets the trunks go"):
         srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency", scope="internal",
                          strategy_options={"speedup": 50.0, "runs": 2, "refine": 0},
                          input_size=SIZE)
