@@ -524,3 +524,19 @@ def test_an_unreachable_target_in_the_internal_scope_names_scope_all(analytic_ta
         srprune.compress(tiny_drn(), None, criterion="l1", strategy="latency", scope="internal",
                          strategy_options={"speedup": 50.0, "runs": 2, "refine": 0},
                          input_size=SIZE)
+
+
+def test_one_thread_searches_trust_process_cpu_time_not_the_wall_clock():
+    """A busy machine preempts the timed thread and inflates the wall time unevenly; at one
+    thread the search reads the process CPU time, and says which clock it used."""
+    from srprune.measure.latency import LatencyResult, LatencyStats
+
+    wall, cpu = LatencyStats.from_samples([9.0, 10.0, 11.0]), LatencyStats.from_samples(
+        [4.0, 5.0, 6.0])
+    result = LatencyResult("m", "onnxruntime", 1, (1, 3, 8, 8), wall, 1.0, cpu_stats=cpu)
+    one = LatencyTarget(speedup=1.5)
+    assert one._clock(result) == 5.0 and one.report["clock"].startswith("process CPU")
+    two = LatencyTarget(speedup=1.5, threads=2)
+    assert two._clock(result) == 10.0 and two.report["clock"] == "wall"
+    bare = LatencyResult("m", "onnxruntime", 1, (1, 3, 8, 8), wall, 1.0)
+    assert one._clock(bare) == 10.0 and one.report["clock"] == "wall"
