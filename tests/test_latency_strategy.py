@@ -167,6 +167,13 @@ def test_cli_latency_target_prints_target_prediction_and_measurement(analytic_ta
     report = json.loads(result.stdout)["strategy_report"]
     assert report["threads"] == 1 and report["input_size"] == [16, 16]
     assert report["predicted_ms"] <= report["target_ms"] and out.exists()
+    assert report["clock"] == "process CPU time (1 thread)"
+    text = _cli("compress", "drn-t", "--scale", "4", "--strategy", "latency", "--speedup",
+                "1.5", "--input-size", "16", "16", "--strategy-opt", "runs=2",
+                "--strategy-opt", "refine=0", "--allow-miss", "--out", str(out), "--force")
+    assert text.exit_code == 0, text.output
+    line = " ".join(text.output.split())
+    assert "in one interleaved run of process CPU time (speed-up" in line, line
 
 
 def test_cli_latency_flags_need_the_latency_strategy(tmp_path):

@@ -271,7 +271,9 @@ def _latency_line(r: dict[str, Any]) -> str:
     return (f"latency ({r['threads']} thread(s), {r['input_size'][0]}x{r['input_size'][1]} "
             f"LR, ONNX Runtime): target {r['target_ms']:.2f} ms, predicted "
             f"{r['predicted_ms']:.2f} ms; measured {r['measured_ms']:.2f} ms vs unpruned "
-            f"{r['measured_unpruned_ms']:.2f} ms in one interleaved run (speed-up "
+            f"{r['measured_unpruned_ms']:.2f} ms in one interleaved run"
+            f"{' of process CPU time' if str(r.get('clock', '')).startswith('process') else ''}"
+            f" (speed-up "
             f"{r['measured_speedup']:.2f}x): target {verdict}{_refinement_note(r)}")
 
 
@@ -281,8 +283,9 @@ def _refinement_note(r: dict[str, Any]) -> str:
     proxy = r.get("quality_proxy")
     parts = ([f"widths in multiples of {r['align']}"] if r.get("align", 1) > 1 else []) + (
         [f"plan timed {len(rounds)} time(s) before pruning"] if rounds else []) + (
-        ["quality: measured output change per unit" if proxy == "measured"
-         else "quality: L1 filter mass"] if proxy else []) + (
+        ["quality: measured output change per unit"
+         + (f" ({r['sensitivity_order']}'s choice)" if r.get("sensitivity_order") else "")
+         if proxy == "measured" else "quality: L1 filter mass"] if proxy else []) + (
         [f"non-conv {r['nonconv_ms']['fixed']:.1f} ms fixed + "
          f"{r['nonconv_ms']['width_scaled']:.1f} ms scaling with widths (ORT profile)"]
         if r.get("nonconv") == "profile" and r.get("nonconv_ms") else [])
