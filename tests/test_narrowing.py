@@ -127,22 +127,26 @@ def test_the_criterion_prices_a_misranked_unit_by_what_it_really_loses():
     steps, floor = {"a": 4}, {"a": 4}
     by_l1 = LatencyTarget(speedup=1.5, align=1, order="l1")._sensitivity(
         ctx, [unit], steps, floor)["a"][4]
-    search = LatencyTarget(speedup=1.5, align=1)
+    search = LatencyTarget(speedup=1.5, align=1, order="criterion")
     by_cp = search._sensitivity(ctx, [unit], steps, floor)["a"][4]
     assert search.sensitivity_order == "cp"
     assert by_cp > 0
     assert by_l1 > 5 * by_cp, (by_l1, by_cp)
 
 
-def test_without_a_criterion_in_the_context_the_l1_order_is_used():
+def test_l1_is_the_default_order_and_the_fallback_without_a_criterion():
     model = misranked()
+    ctx, unit = context(model, ChannelPruning(samples=400))
+    default = LatencyTarget(speedup=1.5, align=1)
+    by_default = default._sensitivity(ctx, [unit], {"a": 4}, {"a": 4})
+    assert default.order == "l1" and default.sensitivity_order == "l1"
     ctx, unit = context(model)
-    search = LatencyTarget(speedup=1.5, align=1)
+    search = LatencyTarget(speedup=1.5, align=1, order="criterion")
     table = search._sensitivity(ctx, [unit], {"a": 4}, {"a": 4})
     assert search.sensitivity_order == "l1"
     explicit = LatencyTarget(speedup=1.5, align=1, order="l1")._sensitivity(
         ctx, [unit], {"a": 4}, {"a": 4})
-    assert table == explicit
+    assert table == explicit == by_default
 
 
 def test_an_unknown_order_is_refused():

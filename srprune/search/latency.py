@@ -12,13 +12,15 @@ with the conv outputs' elements. Starting from the full widths, a greedy search 
 step (an eighth of a unit's width by default) at a time from the unit where it saves the
 most predicted time per unit of expected quality lost, until the prediction meets the
 target. Expected quality loss of a unit at width w, with calibration data: the measured mean
-change of the SR output when that unit alone is narrowed to w channels the way the run will
-narrow it (``order`` "criterion": the run's criterion chooses the channels and updates their
-consumers, with the run's bias compensation, :mod:`srprune.search.narrowing`; "l1": its w
-strongest channels by L1 filter mass stay, nothing else changes); without data: the share of
-its L1 filter mass outside the w largest (the channels ``l1`` would drop). On the SPAN
-authors' x4 model the "l1" order priced ``conv_cat`` at 16.9 dB, which ``cp`` halves for
-almost nothing, so the search kept it whole and cut where it hurt (benchmarks/RESULTS.md).
+change of the SR output when that unit alone is narrowed to w channels (``order`` "l1", the
+default: its w strongest channels by L1 filter mass stay, nothing else changes; "criterion":
+the run's criterion chooses the channels and updates their consumers, with the run's bias
+compensation, :mod:`srprune.search.narrowing`); without data: the share of its L1 filter mass
+outside the w largest (the channels ``l1`` would drop). The "criterion" order prices each unit
+as the run will cut it (on SPAN x4 the "l1" order prices halving ``conv_cat`` at 16.9 dB, which
+``cp`` does for almost nothing), yet on SPAN x4 at 2x its plans were worse, not better (mean of
+3 seeds, benchmarks/RESULTS.md); likely (not measured) because the greedy adds single-unit
+losses, and cheaper-looking units are cut deeper until their losses compound.
 
 Widths stay multiples of the width ORT's blocked NCHWc convs accept on this CPU
 (:func:`~srprune.measure.nchwc.nchwc_alignment`, probed; ``align``): a conv reading any other
@@ -76,10 +78,11 @@ class LatencyTarget(Strategy):
     ``align`` ("auto": the width multiple ORT's NCHWc convs accept here; an integer; 1 = any
     width): every unit whose width is a multiple of ``align`` keeps a multiple of it;
     ``refine`` (2: measured rounds), ``quality`` ("measured" or "l1-mass"), ``batches`` (2:
-    calibration batches the sensitivities use), ``order`` ("criterion": a unit's sensitivity
-    is measured with the run's criterion choosing the channels and refitting their consumers;
-    "l1": its strongest channels by L1 filter mass, as before: cheaper with slow criteria such
-    as ``dr``), ``depth`` (false: also remove whole residual
+    calibration batches the sensitivities use), ``order`` ("l1": a unit's sensitivity is
+    measured with its strongest channels by L1 filter mass kept; "criterion": with the run's
+    criterion choosing the channels and refitting their consumers, slower, and on SPAN x4 at
+    2x not better: 26.2 against 27.4 dB, mean of 3 seeds, benchmarks/RESULTS.md), ``depth``
+    (false: also remove whole residual
     blocks, chosen in the same greedy by measured time saved per measured quality lost;
     needs calibration data), ``nonconv`` ("profile": ORT's profile of the unpruned model
     scales the table to the convs' share of the run and splits the rest into fixed time and
@@ -94,7 +97,7 @@ class LatencyTarget(Strategy):
                  table: str | None = None, align: int | str = "auto",
                  refine: int = 2, quality: str = "measured", batches: int = 2,
                  depth: bool = False, nonconv: str = "profile",
-                 order: str = "criterion") -> None:
+                 order: str = "l1") -> None:
         if (target_ms is None) == (speedup is None):
             raise SrpruneError("strategy latency needs exactly one of --target-latency MS "
                                "(target_ms) and --speedup X (speedup)")
