@@ -50,6 +50,11 @@ ARMS: dict[str, dict[str, Any]] = {
 }
 
 
+def setting_value(text: str) -> Any:
+    """A ``key=value`` setting's value: JSON when it reads as a number, boolean or list."""
+    return json.loads(text) if text[:1] in "0123456789tf[{-" else text
+
+
 def arm_settings(base: str) -> dict[str, Any]:
     """An arm's compress settings: a name of ARMS, ``CRITERION-RATIO`` (uniform) or
     ``latX`` (``cp``, latency strategy at X times the unpruned speed); ``+key=value`` suffixes
@@ -70,7 +75,7 @@ def arm_settings(base: str) -> dict[str, Any]:
     for item in extra:
         key, _, value = item.partition("=")
         options = settings.setdefault("strategy_options", {})
-        options[key] = json.loads(value) if value[:1] in "0123456789tf[{" else value
+        options[key] = setting_value(value)
     return settings
 
 
@@ -109,7 +114,7 @@ def run_arm(name: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = arm_settings(base)
     for item in overrides:  # compress settings: cp-0.5@500:dual_weight=0
         key, _, value = item.partition("=")
-        settings[key] = json.loads(value) if value[:1] in "0123456789tf[{-" else value
+        settings[key] = setting_value(value)
     steps_n = int(steps or 0)
     out = Path(args.artifacts) / f"{Path(args.json).stem}-{name}-s{args.seed}.srp"
     started = time.time()

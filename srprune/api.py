@@ -225,7 +225,6 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
     import torch
 
     from srprune.training.distill import check_weights
-    from srprune.training.loss import ensure_duals
     from srprune.training.trainer import (
         check_gpu_options,
         check_model_fits,
@@ -265,15 +264,14 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
     is_artifact = isinstance(model, str) and is_artifact_path(model)
     torch.manual_seed(seed)  # random initial weights (and new dual nets) follow the seed
     sr = _training_model(model, scale, weights, trust_import)
-    had_duals = sr.duals is not None
-    ensure_duals(sr)  # a resumed run loads them from its checkpoint
+    fresh_duals = sr.duals is None  # a resumed run loads them, a new one fits them below
     if isinstance(teacher, str):
         teacher = resolve_model(teacher, sr.scale, trust_import=trust_import)
     run = {"batch": batch, "patch": patch, "seed": seed, "lr": lr, "dual_weight": dual_weight}
     state, adopted, extra = None, {}, {}
     if resume and checkpoint is not None:
         state = read_train_checkpoint(checkpoint)
-        check_model_fits(sr, state, checkpoint)
+        check_model_fits(ensure_duals(sr), state, checkpoint)
         saved = state["config"]
         for key, given in run.items():
             if same_setting(saved[key], given):
@@ -290,10 +288,8 @@ def _train(model: SRModel | str, data: str | Path, *, scale: int | None, steps: 
         extra = {"lr_min": float(saved["lr_min"]), "betas": tuple(map(float, saved["betas"])),
                  "warmup": int(saved.get("warmup", 0))}
     images = open_image_set(data, sr.scale, lr_dir)
-    if not had_duals and state is None and run["dual_weight"]:
-        sr.duals = None  # fitted to the model instead of starting at random
-        fit_new_duals(sr, PatchSampler(images, sr.scale, run["patch"], run["batch"],
-                                       seed=run["seed"] + 2), device)
+    if fresh_duals and state is None and run["dual_weight"]:
+        _fit_new_duals(sr, images, run["patch"], run["batch"], run["seed"], device)
     sampler = PatchSampler(images, sr.scale, run["patch"], run["batch"], seed=run["seed"],
                            rank=world.rank, ranks=world.size)
     config = TrainConfig(steps=steps, **run, **extra, device=device,
@@ -355,6 +351,14 @@ def _finetune(model: SRModel, data: str, tune: FineTune, config: RunConfig,
         return _finetune_run(model, data, tune, config, progress, teacher, world, images)
 
 
+def _fit_new_duals(model: SRModel, images: ImageSet, patch: int, batch: int, seed: int,
+                   device: str) -> dict[str, Any] | None:
+    """Dual nets fitted to ``model`` when it brings none (:func:`fit_new_duals`), on training
+    patches drawn with their own seed."""
+    return fit_new_duals(model, PatchSampler(images, model.scale, patch, batch, seed=seed + 2),
+                         device)
+
+
 def _free_path(out: str, suffix: str, force: bool) -> Path:
     """``OUT<suffix>``, or ``OUT.<n><suffix>`` for the first n free when it exists (no force)."""
     path, n = Path(f"{out}{suffix}"), 1
@@ -383,8 +387,7 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                                     VALIDATION_PATCHES, config.seed)
     duals = None
     if config.dual_weight:  # new dual nets start from a fit to the model, not at random
-        duals = fit_new_duals(model, PatchSampler(images, model.scale, tune.patch, tune.batch,
-                                                  seed=config.seed + 2), device)
+        duals = _fit_new_duals(model, images, tune.patch, tune.batch, config.seed, device)
     ensure_duals(model)
     best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
     every = tune.eval_every or max(1, tune.steps // 10)

@@ -45,23 +45,13 @@ def random_input(input_size: tuple[int, int], batch: int = 1, rgb_range: float =
     then timed a ``cp``-pruned SPAN x4 at 0.95x the unpruned one where photo crops give
     1.46x (ORT: 1.52x against 1.55x); benchmarks/RESULTS.md.
     """
+    import torch
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(seed)
     h, w = input_size
-    coarse = rng.random((batch, 3, h // 8 + 2, w // 8 + 2))
-    smooth = _enlarge(coarse, h, w)
+    coarse = torch.from_numpy(rng.random((batch, 3, h // 8 + 2, w // 8 + 2)))
+    smooth = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=True).numpy()
     fine = rng.random((batch, 3, h, w))
     x = (0.875 * smooth + 0.125 * fine) * rgb_range
     return np.ascontiguousarray(x.astype(np.float32))
-
-
-def _enlarge(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Bilinear resize of the last two axes of ``x`` to (h, w), corners aligned."""
-    def weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.linspace(0, n_in - 1, n_out)
-        low = np.minimum(np.floor(pos).astype(int), n_in - 2)
-        return low, low + 1, pos - low
-
-    y0, y1, fy = weights(h, x.shape[-2])
-    x0, x1, fx = weights(w, x.shape[-1])
-    rows = x[..., y0, :] * (1 - fy)[:, None] + x[..., y1, :] * fy[:, None]
-    return rows[..., x0] * (1 - fx) + rows[..., x1] * fx
