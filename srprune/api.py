@@ -104,7 +104,8 @@ def compress_model(model: SRModel | str, ratio: float | None = None, *,
 
     ``progress(stage, done, total)`` hears about every long stage, with ``done=0`` at its
     start: "calibration", "eval: before", "search" (and the strategy's own loop, e.g.
-    "dr-search"), "prune", "eval: pruned", "finetune", "eval: after".
+    "dr-search"), "prune", "eval: pruned", "dual nets" (fitting new ones before fine-tuning
+    a model that brings none), "finetune", "eval: after".
     """
     if config is None:
         if round_to is not None:
@@ -386,8 +387,12 @@ def _finetune_run(model: SRModel, data: str, tune: FineTune, config: RunConfig,
                                     min(max(tune.patch, VALIDATION_PATCH), smallest),
                                     VALIDATION_PATCHES, config.seed)
     duals = None
-    if config.dual_weight:  # new dual nets start from a fit to the model, not at random
+    if config.dual_weight and model.duals is None:  # fitted to the model, not random
+        if progress is not None:
+            progress("dual nets", 0, 1)
         duals = _fit_new_duals(model, images, tune.patch, tune.batch, config.seed, device)
+        if progress is not None:
+            progress("dual nets", 1, 1)
     ensure_duals(model)
     best = _Best(model, distributed.from_main(lambda: validation.psnr(model, device)))
     every = tune.eval_every or max(1, tune.steps // 10)

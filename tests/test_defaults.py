@@ -121,7 +121,11 @@ def test_a_model_without_dual_nets_gets_them_fitted_before_fine_tuning(tmp_path,
     settings = dict(data=str(folder), criterion="l1", finetune_steps=2, finetune_batch=2,
                     finetune_patch=8, **TINY)
     torch.manual_seed(0)
-    fitted = compress_model(build_model("espcn", 4, pretrained=False), 0.3, **settings)
+    heard = []
+    fitted = compress_model(build_model("espcn", 4, pretrained=False), 0.3,
+                            progress=lambda *a: heard.append(a), **settings)
+    assert ("dual nets", 0, 1) in heard and ("dual nets", 1, 1) in heard
+    assert heard.index(("dual nets", 1, 1)) < heard.index(("finetune", 1, 2))
     duals = fitted.finetune["new_duals"]
     assert duals["fitted_steps"] == 80 and duals["batches"] == loss.DUAL_FIT_BATCHES
     assert duals["dual_loss_after"] < 0.6 * duals["dual_loss_before"], duals
