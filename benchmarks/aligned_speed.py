@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import importlib.util
 import json
 import math
 import os
@@ -172,8 +173,9 @@ def machine() -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The docs page: how it was measured, the table, the verdict."""
+def markdown(data: dict[str, Any], split: dict[str, Any] | None = None) -> str:
+    """The docs page: how it was measured, the table, the verdict; ``split`` (the JSON of
+    ``efficiency_split.py``) adds where the misses lose their time."""
     m, rows = data["machine"], [r for r in data["rows"] if "timing" in r]
     met = [r["name"] for r in rows if r["goal"]]
     lines = [
@@ -222,7 +224,38 @@ def markdown(data: dict[str, Any]) -> str:
                  f"{esrgan['variants']['aligned']['efficiency']:.3f}." if esrgan else "")]
     if data.get("notes"):
         lines += ["", *data["notes"]]
+    if split is not None:
+        lines += ["", *split_section(split)]
     return "\n".join(lines) + "\n"
+
+
+def split_section(split: dict[str, Any]) -> list[str]:
+    """The page's account of the misses: ORT's profiles split by ``efficiency_split.py``."""
+    spec = importlib.util.spec_from_file_location(
+        "efficiency_split", Path(__file__).with_name("efficiency_split.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    split_table = module.markdown
+    m = split["machine"]
+    return [
+        "## Where the misses lose their time", "",
+        "ONNX Runtime's own profiler, run on the unpruned and aligned models of the table "
+        "(the same ONNX files), splits each model's kernel time into MAC kernels (convs, "
+        "MatMul, Gemm), other work on feature tensors (adds, attention, layout reorders) and "
+        "fixed work on image-sized tensors (the bicubic skip, DepthToSpace to RGB). `MAC "
+        "kernels`: MACs ratio x unpruned / pruned MAC-kernel time (1.0: the pruned kernels "
+        "run as many GMAC/s as the unpruned ones). Two ceilings bound what any width choice "
+        "could give: `kernels ideal` if every MAC kernel kept the unpruned GMAC/s and the "
+        "rest stayed as measured; `any widths` if even the feature-tensor work shrank with "
+        "the MACs (only the fixed work stays): no plan at this MACs ratio can exceed it. The "
+        "second table times chains of six 3x3 convs (in = out width, 64x64, 1 thread, "
+        "interleaved): the GMAC/s ORT's kernels give each width on this CPU.", "",
+        f"Measured {split['date']} on **{m['cpu']}** ({m['cores']} cores, load average "
+        f"{m['load_average'][0]} at the start); command:", "",
+        f"    {split['command']}", "",
+        *split_table(split).splitlines(),
+        *([""] + split["notes"] if split.get("notes") else [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     old = json.loads(out.read_text()) if out.exists() else {}
     if args.render:
-        Path(args.docs).write_text(markdown(old))
+        split_json = out.with_name("efficiency-split.json")
+        split = json.loads(split_json.read_text()) if split_json.exists() else None
+        Path(args.docs).write_text(markdown(old, split))
         return 0
     names = args.only or zoo_names()
     unknown = [n for n in names if n not in MODELS.names()]

@@ -77,3 +77,14 @@ def test_the_readme_is_a_front_page():
     assert links, "the README links into the site"
     for link in links:
         assert (ROOT / link).exists(), link
+
+
+def test_the_speed_page_matches_its_data():
+    """docs/speed.md is aligned_speed.py's rendering of its JSON and efficiency_split.py's."""
+    speed = script("aligned_speed")
+    results = ROOT / "benchmarks" / "results"
+    split = results / "efficiency-split.json"
+    page = speed.markdown(json.loads((results / "aligned-speed.json").read_text()),
+                          json.loads(split.read_text()) if split.exists() else None)
+    assert page == (DOCS / "speed.md").read_text(), \
+        "run python benchmarks/aligned_speed.py --render"
