@@ -1,8 +1,9 @@
 """Write docs/real-models.md (tables and a PSNR-vs-speed plot) from benchmarks/real_models.py JSON.
 
 Every figure on the page comes from the JSON files named on the command line (default: the
-five of DEFAULT_JSON); a re-run of the benchmark followed by this script updates the page:
-    python benchmarks/real_models_page.py benchmarks/results/real-span-x4-order.json \\
+seven of DEFAULT_JSON); a re-run of the benchmark followed by this script updates the page:
+    python benchmarks/real_models_page.py benchmarks/results/real-span-x4-ft2000.json \\
+        benchmarks/results/real-span-x4-criteria.json benchmarks/results/real-span-x4-order.json \\
         benchmarks/results/real-span-x4-aligned.json \\
         benchmarks/results/real-span-x4.json benchmarks/results/real-animevideov3-x4.json \\
         benchmarks/results/real-esrgan-x4plus.json --write docs/real-models.md
@@ -22,7 +23,8 @@ from typing import Any
 PLOT = "img/real-models.png"
 CROPS = "img/real-crops"  # benchmarks/real_crops.py's strips and sidecars, beside the page
 DEFAULT_JSON = [f"benchmarks/results/real-{name}.json" for name in (
-    "span-x4-order", "span-x4-aligned", "span-x4", "animevideov3-x4", "esrgan-x4plus")]
+    "span-x4-ft2000", "span-x4-criteria", "span-x4-order", "span-x4-aligned", "span-x4",
+    "animevideov3-x4", "esrgan-x4plus")]
 FLOOR_DB = -5.0  # the plot's lowest change; arms below it sit on it, labelled with their value
 
 
