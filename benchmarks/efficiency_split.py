@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from srprune.measure.latency import time_interleaved
@@ -193,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(JSON_OUT))
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     out = Path(args.json)
     if args.render:
         print(markdown(json.loads(out.read_text())), end="")
